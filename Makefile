@@ -1,0 +1,57 @@
+# Makefile for idle_guard (PGXS)
+#
+# Build and install:   make && make install
+# Run every test:      make installcheck  (starts its own temporary servers;
+#                      the server refuses to run as root, see scripts/test.sh)
+
+MODULE_big = idle_guard
+OBJS = \
+	src/idle_guard.o \
+	src/state.o \
+	src/backends.o \
+	src/locks.o \
+	src/policy.o \
+	src/pipeline.o \
+	src/action.o \
+	src/worker.o \
+	src/report.o
+
+EXTENSION = idle_guard
+DATA = idle_guard--1.0.sql
+PGFILEDESC = "idle_guard - end silent transactions that hold locks"
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers
+
+# The regression suite runs against a temporary server with idle_guard
+# preloaded.  Not "tmp_check": the TAP step deletes that directory.
+REGRESS = setup gucs report privileges
+REGRESS_OPTS = --temp-instance=./tmp_regress \
+	--temp-config=$(srcdir)/test/preload.conf
+TAP_TESTS = 1
+
+EXTRA_CLEAN = tmp_regress tmp_nopreload output_nopreload test/policy_test
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# A second regression run against a server that does not preload the
+# library: CREATE EXTENSION works, every function explains what is missing.
+installcheck: installcheck-nopreload unittest
+
+.PHONY: installcheck-nopreload unittest
+
+installcheck-nopreload:
+	$(pg_regress_installcheck) --temp-instance=./tmp_nopreload \
+		--outputdir=./output_nopreload nopreload
+
+# The policy decision is a pure function: test it alone, table-driven,
+# without a server.
+test/policy_test: test/policy_test.c src/policy.c src/idle_guard.h
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PG_CPPFLAGS) -I$(includedir_server) \
+		-o $@ test/policy_test.c src/policy.c
+
+unittest: test/policy_test
+	./test/policy_test

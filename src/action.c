@@ -1,0 +1,207 @@
+/*-------------------------------------------------------------------------
+ *
+ * action.c
+ *		The last step of the pipeline, taken by the worker only: write the
+ *		LOG line, and for action = terminate re-check the target and send
+ *		it SIGTERM; record the outcome in the history.
+ *
+ * Safety of the signal.  The decision was made on a snapshot; before the
+ * signal the target is checked again, in two stages:
+ *
+ *	1. A fresh backend-status read: same pid, same process start (not a
+ *	   reused pid), same state since the same state change (the client has
+ *	   sent nothing since).
+ *	2. Under ProcArrayLock, immediately before kill(): the pid still
+ *	   belongs to a live backend in the same local transaction, blocked
+ *	   reading from its client (wait event ClientRead).  A backend leaves
+ *	   the proc array only under ProcArrayLock held exclusively, so while
+ *	   we hold it shared the pid cannot be freed and reused.
+ *
+ * What remains is the microseconds between stage 2 and the signal's
+ * arrival, during which the client's next message may arrive; the
+ * built-in idle_in_transaction_session_timeout has the same window.
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/action.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "commands/dbcommands.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/lwlock.h"
+#include "storage/procarray.h"
+#include "utils/acl.h"
+#include "utils/wait_event.h"
+
+#include "compat.h"
+#include "idle_guard.h"
+
+/* Names and texts describing one target, resolved once per action */
+typedef struct IgTarget
+{
+	const char *usename;
+	const char *datname;
+	char		client[IG_ADDR_LEN];
+} IgTarget;
+
+static void ig_resolve_target(const IgSession *s, IgTarget *t);
+static void ig_log_action(const IgSession *s, const IgTarget *t,
+						  const char *what, const char *action,
+						  TimestampTz now);
+static void ig_append_quoted(StringInfo buf, const char *key,
+							 const char *value);
+static bool ig_recheck_and_signal(const IgSession *s, const char **why);
+
+/*
+ * idle_guard_act
+ *		Act on one session whose deadline has come: report it, or report
+ *		and terminate it.
+ */
+void
+idle_guard_act(IgSession *s, const IgPolicy *policy)
+{
+	IgTarget	t;
+	TimestampTz now = GetCurrentTimestamp();
+	const char *why = NULL;
+
+	ig_resolve_target(s, &t);
+
+	if (s->decision.action == IG_DO_REPORT)
+	{
+		ig_log_action(s, &t, "silent session holds locks", "report", now);
+		idle_guard_record(s, t.usename, t.datname, t.client, now,
+						  "reported", NULL);
+		return;
+	}
+
+	Assert(s->decision.action == IG_DO_TERMINATE);
+
+	/* Stage 1: is it still the same backend in the same silence? */
+	{
+		IgEpisodeKey cur;
+		BackendState state;
+
+		if (!idle_guard_lookup_status(s->key.pid, &cur, &state))
+			why = "backend exited before the signal";
+		else
+		{
+			cur.lxid = s->key.lxid; /* checked in stage 2 */
+			if (state != s->state || !idle_guard_same_episode(&s->key, &cur))
+				why = "client became active before the signal";
+		}
+	}
+
+	if (why == NULL)
+	{
+		ig_log_action(s, &t, "terminating silent session", "terminate", now);
+		if (ig_recheck_and_signal(s, &why))
+		{
+			idle_guard_record(s, t.usename, t.datname, t.client, now,
+							  "terminated", "SIGTERM sent");
+			return;
+		}
+	}
+
+	ereport(LOG,
+			(errmsg("idle_guard: spared session pid=%d: %s",
+					s->key.pid, why),
+			 errhidestmt(true), errhidecontext(true)));
+	idle_guard_record(s, t.usename, t.datname, t.client, now, "skipped", why);
+}
+
+/*
+ * Stage 2 of the re-check and the signal itself, under ProcArrayLock.
+ * Returns true if the signal was sent; otherwise sets *why.
+ */
+static bool
+ig_recheck_and_signal(const IgSession *s, const char **why)
+{
+	PGPROC	   *proc;
+	bool		sent = false;
+	int			save_errno = 0;
+
+	LWLockAcquire(ProcArrayLock, LW_SHARED);
+	proc = BackendPidGetProcWithLock(s->key.pid);
+	if (proc == NULL)
+		*why = "backend exited before the signal";
+	else if (ig_proc_lxid(proc) != s->key.lxid)
+		*why = "transaction ended before the signal";
+	else if (UINT32_ACCESS_ONCE(proc->wait_event_info) != WAIT_EVENT_CLIENT_READ)
+		*why = "client became active before the signal";
+	else if (ig_signal_backend(s->key.pid, SIGTERM) != 0)
+		save_errno = errno;
+	else
+		sent = true;
+	LWLockRelease(ProcArrayLock);
+
+	if (save_errno != 0)
+	{
+		ereport(WARNING,
+				(errmsg("idle_guard: could not send signal to process %d: %s",
+						s->key.pid, strerror(save_errno))));
+		*why = "could not send the signal";
+	}
+	return sent;
+}
+
+/* Resolve the names a LOG line and a history entry show */
+static void
+ig_resolve_target(const IgSession *s, IgTarget *t)
+{
+	t->usename = GetUserNameFromId(s->userid, true);
+	t->datname = get_database_name(s->dbid);
+	if (!idle_guard_client_addr_text(&s->clientaddr, t->client,
+									 sizeof(t->client)))
+		t->client[0] = '\0';	/* Unix socket: "local" in the log */
+}
+
+/*
+ * Write the one LOG line of an action.  Its fields are key=value pairs in
+ * a fixed order so that log pipelines can parse them; names that may hold
+ * blanks are double-quoted.
+ */
+static void
+ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
+			  const char *action, TimestampTz now)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "pid=%d", s->key.pid);
+	ig_append_quoted(&buf, "user", t->usename);
+	ig_append_quoted(&buf, "db", t->datname);
+	ig_append_quoted(&buf, "app", s->appname);
+	appendStringInfo(&buf, " client=%s silent_s=%.3f locks=%d blocked=%d rule=%s action=%s",
+					 t->client[0] ? t->client : "local",
+					 (double) (now - s->key.state_start) / USECS_PER_SEC,
+					 s->locks_held, s->blocked_total,
+					 idle_guard_rule_name(s->decision.rule), action);
+
+	ereport(LOG,
+			(errmsg("idle_guard: %s %s", what, buf.data),
+			 errhidestmt(true), errhidecontext(true)));
+	pfree(buf.data);
+}
+
+/* Append ' key="value"', escaping backslashes and double quotes */
+static void
+ig_append_quoted(StringInfo buf, const char *key, const char *value)
+{
+	const char *p;
+
+	appendStringInfo(buf, " %s=\"", key);
+	for (p = value ? value : ""; *p; p++)
+	{
+		if (*p == '"' || *p == '\\')
+			appendStringInfoChar(buf, '\\');
+		appendStringInfoChar(buf, *p);
+	}
+	appendStringInfoChar(buf, '"');
+}

@@ -1,0 +1,192 @@
+/*-------------------------------------------------------------------------
+ *
+ * backends.c
+ *		The first step of the pipeline: a snapshot of the client backends
+ *		that are silent, i.e. waiting on their client while in a
+ *		transaction, with what identifies each one's silent episode.
+ *
+ * Backend status comes from the backend-status snapshot API (the same data
+ * pg_stat_activity shows), read fresh on every call; the wait event and
+ * local transaction id come from each backend's PGPROC, found through a
+ * pid map built in one scan of the proc array, so the whole step is linear
+ * in the number of backends and takes no heavyweight-lock-manager lock.
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/backends.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <netdb.h>
+
+#include "common/ip.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+
+#include "compat.h"
+#include "idle_guard.h"
+
+/* Entry of the pid -> PGPROC index map */
+typedef struct IgPidEntry
+{
+	int			pid;			/* hash key */
+	int			procno;
+} IgPidEntry;
+
+/*
+ * Map every live regular PGPROC's pid to its index in allProcs.  Reads
+ * pid fields without a lock: the map is only a hint, every use checks the
+ * PGPROC's pid again, and the kill path re-validates under ProcArrayLock.
+ */
+static HTAB *
+ig_build_pid_map(void)
+{
+	HASHCTL		ctl;
+	HTAB	   *map;
+	int			i;
+
+	ctl.keysize = sizeof(int);
+	ctl.entrysize = sizeof(IgPidEntry);
+	ctl.hcxt = CurrentMemoryContext;
+	map = hash_create("idle_guard pid map", MaxBackends,
+					  &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	for (i = 0; i < ProcGlobal->allProcCount; i++)
+	{
+		int			pid = ProcGlobal->allProcs[i].pid;
+		IgPidEntry *e;
+
+		if (pid == 0)
+			continue;
+		e = hash_search(map, &pid, HASH_ENTER, NULL);
+		e->procno = i;
+	}
+	return map;
+}
+
+/*
+ * idle_guard_snapshot
+ *		Fill sweep->sessions with every silent client backend.
+ *
+ * Only client backends count: walsenders, autovacuum, background workers
+ * (idle_guard's own among them) are never judged.  Sessions in "idle in
+ * transaction (aborted)" are left out: aborting released their locks.
+ */
+void
+idle_guard_snapshot(IgSweep *sweep)
+{
+	HTAB	   *pidmap;
+	int			nentries;
+	int			i;
+
+	ig_status_clear();
+	nentries = ig_status_count();
+	pidmap = ig_build_pid_map();
+
+	sweep->nsessions = 0;
+	sweep->sessions = (IgSession *) palloc0(sizeof(IgSession) *
+											Max(nentries, 1));
+
+	for (i = 1; i <= nentries; i++)
+	{
+		LocalPgBackendStatus *local = ig_status_entry(i);
+		PgBackendStatus *be;
+		IgPidEntry *pe;
+		PGPROC	   *proc;
+		IgSession  *s;
+
+		if (local == NULL)
+			continue;
+		be = &local->backendStatus;
+		if (be->st_procpid == 0 || be->st_procpid == MyProcPid)
+			continue;
+		if (be->st_backendType != B_BACKEND)
+			continue;
+		if (be->st_state != STATE_IDLEINTRANSACTION)
+			continue;
+
+		pe = hash_search(pidmap, &be->st_procpid, HASH_FIND, NULL);
+		if (pe == NULL)
+			continue;			/* exited since the status was read */
+		proc = &ProcGlobal->allProcs[pe->procno];
+
+		s = &sweep->sessions[sweep->nsessions++];
+		s->key.pid = be->st_procpid;
+		s->key.proc_start = be->st_proc_start_timestamp;
+		s->key.state_start = be->st_state_start_timestamp;
+		s->key.lxid = ig_proc_lxid(proc);
+		s->procno = pe->procno;
+		s->userid = be->st_userid;
+		s->dbid = be->st_databaseid;
+		s->state = be->st_state;
+		s->wait_event_info = UINT32_ACCESS_ONCE(proc->wait_event_info);
+		s->xact_start = be->st_xact_start_timestamp;
+		s->xid = local->backend_xid;
+		s->xmin = local->backend_xmin;
+		strlcpy(s->appname, be->st_appname ? be->st_appname : "",
+				NAMEDATALEN);
+		memcpy(&s->clientaddr, &be->st_clientaddr, sizeof(SockAddr));
+		s->strongest_mode = NoLock;
+	}
+
+	hash_destroy(pidmap);
+}
+
+/*
+ * idle_guard_lookup_status
+ *		Read a fresh status snapshot and find one backend by pid.
+ *
+ * Fills the pid, process start and state start of key (not lxid, which
+ * lives in the PGPROC) and the state.  Returns false if no backend has
+ * that pid now.
+ */
+bool
+idle_guard_lookup_status(int pid, IgEpisodeKey *key, BackendState *state)
+{
+	int			nentries;
+	int			i;
+
+	ig_status_clear();
+	nentries = ig_status_count();
+	for (i = 1; i <= nentries; i++)
+	{
+		LocalPgBackendStatus *local = ig_status_entry(i);
+
+		if (local == NULL || local->backendStatus.st_procpid != pid)
+			continue;
+		key->pid = pid;
+		key->proc_start = local->backendStatus.st_proc_start_timestamp;
+		key->state_start = local->backendStatus.st_state_start_timestamp;
+		*state = local->backendStatus.st_state;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * idle_guard_client_addr_text
+ *		Write a client's IP address as text, the way pg_stat_activity shows
+ *		client_addr.  Returns false for a Unix-socket or unknown client.
+ */
+bool
+idle_guard_client_addr_text(const SockAddr *addr, char *buf, size_t buflen)
+{
+	char		host[NI_MAXHOST];
+
+	if (addr->addr.ss_family != AF_INET && addr->addr.ss_family != AF_INET6)
+		return false;
+
+	host[0] = '\0';
+	if (pg_getnameinfo_all(&addr->addr, addr->salen, host, sizeof(host),
+						   NULL, 0, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		return false;
+	clean_ipv6_addr(addr->addr.ss_family, host);
+	strlcpy(buf, host, buflen);
+	return true;
+}

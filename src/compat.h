@@ -1,0 +1,191 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *		Every PostgreSQL version difference idle_guard depends on, as small
+ *		static inline wrappers, so that no other file needs a version #if.
+ *
+ * Supported: PostgreSQL 15 and later.  The wrappers for 16+ cover the
+ * switch of the lock manager's queues from SHM_QUEUE/PROC_QUEUE to
+ * dlist/dclist and the renamed backend-status accessors.
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/compat.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef IDLE_GUARD_COMPAT_H
+#define IDLE_GUARD_COMPAT_H
+
+#include <signal.h>
+
+#include "funcapi.h"
+#include "storage/ipc.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "utils/backend_status.h"
+
+#if PG_VERSION_NUM < 150000
+#error "idle_guard requires PostgreSQL 15 or later"
+#endif
+
+/* Read a 32-bit field another process writes, once, without a lock */
+#ifndef UINT32_ACCESS_ONCE
+#define UINT32_ACCESS_ONCE(var) ((uint32) (*((volatile uint32 *) &(var))))
+#endif
+
+/*
+ * Fast-path lock slots.  lock.c keeps these macros private; the layout is
+ * three mode bits per slot (AccessShareLock .. RowExclusiveLock), slots
+ * packed into one uint64 up to 17.
+ */
+#define IG_FP_BITS_PER_SLOT		3
+#define IG_FP_LOCKNUMBER_OFFSET 1
+#define IG_FP_MASK				((1 << IG_FP_BITS_PER_SLOT) - 1)
+
+/* Number of fast-path relation slots of a backend */
+static inline int
+ig_fastpath_slots(void)
+{
+	return FP_LOCK_SLOTS_PER_BACKEND;
+}
+
+/* Mode bits of one fast-path slot; bit b means lock mode b + 1 */
+static inline uint32
+ig_fastpath_bits(PGPROC *proc, int slot)
+{
+	return (uint32) ((proc->fpLockBits >> (IG_FP_BITS_PER_SLOT * slot)) &
+					 IG_FP_MASK);
+}
+
+/* Local transaction id of a backend's current top-level transaction */
+static inline LocalTransactionId
+ig_proc_lxid(PGPROC *proc)
+{
+	return proc->lxid;
+}
+
+/* Number of backend-status entries in the local snapshot */
+static inline int
+ig_status_count(void)
+{
+	return pgstat_fetch_stat_numbackends();
+}
+
+/* i-th (1-based) entry of the local backend-status snapshot */
+static inline LocalPgBackendStatus *
+ig_status_entry(int i)
+{
+#if PG_VERSION_NUM >= 160000
+	return pgstat_get_local_beentry_by_index(i);
+#else
+	return pgstat_fetch_stat_local_beentry(i);
+#endif
+}
+
+/* Drop the cached backend-status snapshot so the next read is fresh */
+static inline void
+ig_status_clear(void)
+{
+	pgstat_clear_backend_activity_snapshot();
+}
+
+/*
+ * Walk the PROCLOCKs of one lock (its holders and waiters).  Pass NULL to
+ * get the first; returns NULL after the last.  Caller holds the lock's
+ * partition lock.
+ */
+static inline PROCLOCK *
+ig_lock_proclock_next(LOCK *lock, PROCLOCK *prev)
+{
+#if PG_VERSION_NUM >= 160000
+	dlist_node *next;
+
+	next = prev ? prev->lockLink.next : lock->procLocks.head.next;
+	if (next == NULL || next == &lock->procLocks.head)
+		return NULL;
+	return dlist_container(PROCLOCK, lockLink, next);
+#else
+	return (PROCLOCK *) SHMQueueNext(&lock->procLocks,
+									 prev ? &prev->lockLink : &lock->procLocks,
+									 offsetof(PROCLOCK, lockLink));
+#endif
+}
+
+/*
+ * Walk the PROCLOCKs a backend has in one lock partition.  Caller holds
+ * that partition's lock.
+ */
+static inline PROCLOCK *
+ig_proc_proclock_next(PGPROC *proc, int partition, PROCLOCK *prev)
+{
+#if PG_VERSION_NUM >= 160000
+	dlist_head *head = &proc->myProcLocks[partition];
+	dlist_node *next;
+
+	next = prev ? prev->procLink.next : head->head.next;
+	if (next == NULL || next == &head->head)
+		return NULL;
+	return dlist_container(PROCLOCK, procLink, next);
+#else
+	SHM_QUEUE  *head = &proc->myProcLocks[partition];
+
+	return (PROCLOCK *) SHMQueueNext(head, prev ? &prev->procLink : head,
+									 offsetof(PROCLOCK, procLink));
+#endif
+}
+
+/*
+ * Walk a lock's wait queue from its head (the first in line).  Caller
+ * holds the lock's partition lock.
+ */
+static inline PGPROC *
+ig_lock_waiter_next(LOCK *lock, PGPROC *prev)
+{
+#if PG_VERSION_NUM >= 160000
+	dlist_node *next;
+
+	next = prev ? prev->links.next : lock->waitProcs.dlist.head.next;
+	if (next == NULL || next == &lock->waitProcs.dlist.head)
+		return NULL;
+	return dlist_container(PGPROC, links, next);
+#else
+	SHM_QUEUE  *next;
+
+	next = prev ? prev->links.next : lock->waitProcs.links.next;
+	if (next == NULL || next == &lock->waitProcs.links)
+		return NULL;
+	return (PGPROC *) next;
+#endif
+}
+
+/*
+ * Set up a materialized set-returning function (15 named it
+ * SetSingleFuncCall; 16 kept only InitMaterializedSRF).
+ */
+static inline void
+ig_init_srf(FunctionCallInfo fcinfo)
+{
+#if PG_VERSION_NUM >= 160000
+	InitMaterializedSRF(fcinfo, 0);
+#else
+	SetSingleFuncCall(fcinfo, 0);
+#endif
+}
+
+/*
+ * Send a signal to a backend and, where backends lead their own process
+ * group, to its children too, the way pg_terminate_backend does.
+ */
+static inline int
+ig_signal_backend(int pid, int sig)
+{
+#ifdef HAVE_SETSID
+	return kill(-pid, sig);
+#else
+	return kill(pid, sig);
+#endif
+}
+
+#endif							/* IDLE_GUARD_COMPAT_H */

@@ -1,0 +1,399 @@
+/*-------------------------------------------------------------------------
+ *
+ * idle_guard.c
+ *		Module load: the idle_guard.* settings, the shared-memory hooks and
+ *		the registration of the background worker.
+ *
+ * Every policy setting is PGC_SIGHUP: set in postgresql.conf (or with
+ * ALTER SYSTEM) and applied by a reload, so that the worker and every
+ * session calling idle_guard_report() judge with the same values and no
+ * client can switch the policy off for itself.  history_size sizes shared
+ * memory and so needs a restart.
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/idle_guard.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <limits.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/varlena.h"
+
+#include "compat.h"
+#include "idle_guard.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/*---- GUC variables ----*/
+
+int			idle_guard_action = IG_ACTION_REPORT;
+int			idle_guard_blocking_timeout = 30 * 1000;
+int			idle_guard_idle_timeout = 5 * 60 * 1000;
+int			idle_guard_naptime = 1000;
+int			idle_guard_history_size = 1000;
+char	   *idle_guard_exempt_roles = NULL;
+char	   *idle_guard_exempt_applications = NULL;
+
+static const struct config_enum_entry ig_action_options[] = {
+	{"off", IG_ACTION_OFF, false},
+	{"report", IG_ACTION_REPORT, false},
+	{"terminate", IG_ACTION_TERMINATE, false},
+	{NULL, 0, false}
+};
+
+/*
+ * A parsed name list, kept as the "extra" of a list setting: count, then
+ * the names one after another, each NUL-terminated.
+ */
+typedef struct IgNameList
+{
+	int			count;
+	char		names[FLEXIBLE_ARRAY_MEMBER];
+} IgNameList;
+
+static IgNameList *ig_exempt_roles = NULL;
+static IgNameList *ig_exempt_apps = NULL;
+
+static shmem_request_hook_type ig_prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type ig_prev_shmem_startup_hook = NULL;
+
+static void ig_shmem_request(void);
+static void ig_shmem_startup(void);
+static IgNameList *ig_make_name_list(List *names);
+static bool ig_check_exempt_roles(char **newval, void **extra,
+								  GucSource source);
+static void ig_assign_exempt_roles(const char *newval, void *extra);
+static bool ig_check_exempt_applications(char **newval, void **extra,
+										 GucSource source);
+static void ig_assign_exempt_applications(const char *newval, void *extra);
+static bool ig_name_in_list(const IgNameList *list, const char *name,
+							bool prefix_patterns);
+
+/*
+ * Module load callback.
+ *
+ * The reloadable settings are defined in every process that loads the
+ * library, so SHOW works and the SQL functions can explain a missing
+ * preload.  Shared memory, the restart-only setting and the worker exist
+ * only when the library is in shared_preload_libraries.
+ */
+void
+_PG_init(void)
+{
+	DefineCustomEnumVariable("idle_guard.action",
+							 "What to do with a silent session that holds locks past a deadline.",
+							 "off: nothing; report: write one LOG line per silent episode; "
+							 "terminate: log, then end the session.",
+							 &idle_guard_action,
+							 IG_ACTION_REPORT,
+							 ig_action_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("idle_guard.blocking_timeout",
+							"How long a silent session may hold locks that another session waits for.",
+							"Counted from the start of the silence; 0 disables this rule.",
+							&idle_guard_blocking_timeout,
+							30 * 1000,
+							0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("idle_guard.idle_timeout",
+							"How long a silent session may hold locks even if nobody waits for them.",
+							"Counted from the start of the silence; 0 disables this rule.",
+							&idle_guard_idle_timeout,
+							5 * 60 * 1000,
+							0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("idle_guard.naptime",
+							"How often the worker looks for new waiters behind silent sessions.",
+							"Deadlines are met exactly whatever this is; it only bounds how late "
+							"a session whose blocking_timeout has passed is acted on once someone "
+							"starts to wait for it.",
+							&idle_guard_naptime,
+							1000,
+							10, 60 * 60 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("idle_guard.exempt_roles",
+							   "Roles whose sessions are never acted on.",
+							   "A comma-separated list of role names; exempt sessions are still "
+							   "reported with action \"exempt\".",
+							   &idle_guard_exempt_roles,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   ig_check_exempt_roles,
+							   ig_assign_exempt_roles,
+							   NULL);
+
+	DefineCustomStringVariable("idle_guard.exempt_applications",
+							   "Application names whose sessions are never acted on.",
+							   "A comma-separated list of application_name values; an entry "
+							   "ending in \"*\" matches every name that starts with it.",
+							   &idle_guard_exempt_applications,
+							   "pg_dump",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   ig_check_exempt_applications,
+							   ig_assign_exempt_applications,
+							   NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+	{
+		MarkGUCPrefixReserved("idle_guard");
+		return;
+	}
+
+	/* can't define PGC_POSTMASTER variable after startup */
+	DefineCustomIntVariable("idle_guard.history_size",
+							"How many past actions idle_guard_history() keeps.",
+							"Kept in shared memory; changing it needs a restart.",
+							&idle_guard_history_size,
+							1000,
+							0, 100000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("idle_guard");
+
+	ig_prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = ig_shmem_request;
+	ig_prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = ig_shmem_startup;
+
+	/* pg_upgrade starts servers that must not be disturbed */
+	if (!IsBinaryUpgrade)
+		idle_guard_register_worker();
+}
+
+/* Chain the shared-memory request hook, then ask for our share */
+static void
+ig_shmem_request(void)
+{
+	if (ig_prev_shmem_request_hook)
+		ig_prev_shmem_request_hook();
+	idle_guard_shmem_request();
+}
+
+/* Chain the shared-memory startup hook, then attach to our share */
+static void
+ig_shmem_startup(void)
+{
+	if (ig_prev_shmem_startup_hook)
+		ig_prev_shmem_startup_hook();
+	idle_guard_shmem_startup();
+}
+
+/*
+ * idle_guard_current_policy
+ *		Copy the policy settings in force into the struct the pure decision
+ *		takes.
+ */
+void
+idle_guard_current_policy(IgPolicy *policy)
+{
+	policy->action = (IgActionSetting) idle_guard_action;
+	policy->blocking_timeout_ms = idle_guard_blocking_timeout;
+	policy->idle_timeout_ms = idle_guard_idle_timeout;
+}
+
+/*
+ * Pack a list of C strings into one malloc'd IgNameList, the form a check
+ * hook hands to its assign hook (guc.c releases "extra" with free()).
+ * Returns NULL, with the GUC error set, when out of memory.
+ */
+static IgNameList *
+ig_make_name_list(List *names)
+{
+	Size		size = offsetof(IgNameList, names) + 1;
+	IgNameList *result;
+	char	   *p;
+	ListCell   *lc;
+
+	foreach(lc, names)
+		size += strlen((char *) lfirst(lc)) + 1;
+
+	result = (IgNameList *) malloc(size);
+	if (result == NULL)
+	{
+		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+		GUC_check_errmsg("out of memory");
+		return NULL;
+	}
+	result->count = list_length(names);
+	p = result->names;
+	foreach(lc, names)
+	{
+		size_t		len = strlen((char *) lfirst(lc)) + 1;
+
+		memcpy(p, lfirst(lc), len);
+		p += len;
+	}
+	*p = '\0';
+	return result;
+}
+
+/*
+ * Check hook of idle_guard.exempt_roles: a list of role names, written as
+ * identifiers (unquoted names fold to lower case, as in SQL).  Whether the
+ * roles exist is not checked: a role may be created after the setting.
+ */
+static bool
+ig_check_exempt_roles(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval);
+	List	   *names = NIL;
+	IgNameList *parsed;
+
+	if (!SplitIdentifierString(copy, ',', &names))
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		pfree(copy);
+		list_free(names);
+		return false;
+	}
+	parsed = ig_make_name_list(names);
+	pfree(copy);
+	list_free(names);
+	if (parsed == NULL)
+		return false;
+	*extra = parsed;
+	return true;
+}
+
+static void
+ig_assign_exempt_roles(const char *newval, void *extra)
+{
+	ig_exempt_roles = (IgNameList *) extra;
+}
+
+/*
+ * Check hook of idle_guard.exempt_applications: application names
+ * separated by commas, blanks around each trimmed, taken literally (no
+ * case folding, no quoting).  "*" may appear only as an entry's last
+ * character, where it makes the entry a prefix.
+ */
+static bool
+ig_check_exempt_applications(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval);
+	char	   *cur = copy;
+	List	   *names = NIL;
+	IgNameList *parsed;
+	bool		ok = true;
+
+	/* An empty or all-blank value is an empty list */
+	while (isspace((unsigned char) *cur))
+		cur++;
+	while (*cur != '\0' && ok)
+	{
+		char	   *end = strchr(cur, ',');
+		char	   *last;
+		char	   *star;
+
+		if (end)
+			*end = '\0';
+		while (isspace((unsigned char) *cur))
+			cur++;
+		last = cur + strlen(cur);
+		while (last > cur && isspace((unsigned char) last[-1]))
+			*--last = '\0';
+
+		if (*cur == '\0')
+		{
+			GUC_check_errdetail("List syntax is invalid: empty application name.");
+			ok = false;
+		}
+		else if ((star = strchr(cur, '*')) != NULL && star[1] != '\0')
+		{
+			GUC_check_errdetail("Entry \"%s\" has \"*\" before its end; \"*\" is allowed only as the last character.",
+								cur);
+			ok = false;
+		}
+		else
+			names = lappend(names, cur);
+
+		if (!end)
+			break;
+		cur = end + 1;
+		if (*cur == '\0')
+		{
+			GUC_check_errdetail("List syntax is invalid: empty application name.");
+			ok = false;
+		}
+	}
+
+	parsed = ok ? ig_make_name_list(names) : NULL;
+	list_free(names);
+	pfree(copy);
+	if (parsed == NULL)
+		return false;
+	*extra = parsed;
+	return true;
+}
+
+static void
+ig_assign_exempt_applications(const char *newval, void *extra)
+{
+	ig_exempt_apps = (IgNameList *) extra;
+}
+
+/*
+ * Is name in the list?  With prefix_patterns, entries ending in '*' match
+ * as prefixes (see idle_guard_app_matches).
+ */
+static bool
+ig_name_in_list(const IgNameList *list, const char *name,
+				bool prefix_patterns)
+{
+	const char *p;
+	int			i;
+
+	if (list == NULL || name == NULL)
+		return false;
+	p = list->names;
+	for (i = 0; i < list->count; i++)
+	{
+		if (prefix_patterns ? idle_guard_app_matches(p, name)
+			: strcmp(p, name) == 0)
+			return true;
+		p += strlen(p) + 1;
+	}
+	return false;
+}
+
+/* Is a session of this role exempt by idle_guard.exempt_roles? */
+bool
+idle_guard_role_exempt(const char *rolename)
+{
+	return ig_name_in_list(ig_exempt_roles, rolename, false);
+}
+
+/* Is a session with this application_name exempt? */
+bool
+idle_guard_application_exempt(const char *appname)
+{
+	return ig_name_in_list(ig_exempt_apps, appname, true);
+}

@@ -1,0 +1,254 @@
+/*-------------------------------------------------------------------------
+ *
+ * idle_guard.h
+ *		Shared declarations for idle_guard: the per-session facts that flow
+ *		through the pipeline, the policy types, the shared-memory state and
+ *		the prototypes of every file, grouped by the file that defines them.
+ *
+ * The pipeline, shared by the worker and idle_guard_report():
+ *
+ *	backends.c	snapshot of silent client backends
+ *	locks.c		what each one holds and who waits on it
+ *	policy.c	pure decision: facts + policy + now -> rule, deadline, action
+ *	pipeline.c	runs the three steps above for every session
+ *	action.c	worker only: log, re-check, signal
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/idle_guard.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef IDLE_GUARD_H
+#define IDLE_GUARD_H
+
+#include "datatype/timestamp.h"
+
+/*
+ * policy.c is compiled into a standalone unit test as well as into the
+ * module, so the part of this header it needs (policy types) must not pull
+ * in anything beyond postgres.h.  The rest is hidden behind
+ * IDLE_GUARD_POLICY_ONLY.
+ */
+
+/* Values of idle_guard.action, in increasing strength */
+typedef enum IgActionSetting
+{
+	IG_ACTION_OFF = 0,
+	IG_ACTION_REPORT,
+	IG_ACTION_TERMINATE
+} IgActionSetting;
+
+/* The rule that fires for a session */
+typedef enum IgRule
+{
+	IG_RULE_NONE = 0,			/* nothing would fire given current facts */
+	IG_RULE_BLOCKING,			/* blocking someone past blocking_timeout */
+	IG_RULE_IDLE				/* silent past idle_timeout */
+} IgRule;
+
+/* What idle_guard does (or would do) to a session */
+typedef enum IgAction
+{
+	IG_DO_NONE = 0,				/* no rule applies, or idle_guard.action = off */
+	IG_DO_REPORT,
+	IG_DO_TERMINATE,
+	IG_DO_EXEMPT				/* a rule applies but the session is exempt */
+} IgAction;
+
+/* The policy in force: copied from the GUCs, passed to the pure decision */
+typedef struct IgPolicy
+{
+	IgActionSetting action;
+	int			blocking_timeout_ms;	/* 0 = never */
+	int			idle_timeout_ms;	/* 0 = never */
+} IgPolicy;
+
+/* The facts about one silent session that the decision looks at */
+typedef struct IgFacts
+{
+	TimestampTz silent_since;	/* when it started waiting on its client */
+	bool		holds_locks;	/* any lock but its own xid/vxid, or an xid */
+	int			blocked_total;	/* sessions waiting on it, transitively */
+	bool		exempt;			/* exempt by role or application */
+} IgFacts;
+
+/* The outcome of the decision */
+typedef struct IgDecision
+{
+	IgRule		rule;			/* rule that fires given current facts */
+	TimestampTz deadline;		/* when it fires; 0 if rule is NONE */
+	IgAction	action;			/* what happens at the deadline */
+	bool		due;			/* deadline reached: act now */
+	TimestampTz wake_at;		/* next time the facts alone could change the
+								 * outcome; 0 = never */
+	bool		needs_poll;		/* would fire at once if someone started to
+								 * wait on it: look again after naptime */
+} IgDecision;
+
+/*
+ * What identifies one silent episode of one backend: the same pid in the
+ * same process incarnation, silent since the same state change, in the
+ * same local transaction.  A reused pid has another process start; a
+ * client that woke up and went silent again has another state start.
+ */
+typedef struct IgEpisodeKey
+{
+	int			pid;
+	TimestampTz proc_start;
+	TimestampTz state_start;
+	uint32		lxid;
+} IgEpisodeKey;
+
+/* policy.c */
+extern void idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
+							  TimestampTz now, IgDecision *out);
+extern bool idle_guard_same_episode(const IgEpisodeKey *seen,
+									const IgEpisodeKey *now);
+extern bool idle_guard_app_matches(const char *pattern, const char *appname);
+extern const char *idle_guard_rule_name(IgRule rule);
+extern const char *idle_guard_action_name(IgAction action);
+
+#ifndef IDLE_GUARD_POLICY_ONLY
+
+#include "libpq/pqcomm.h"
+#include "nodes/pg_list.h"
+#include "storage/lwlock.h"
+#include "utils/backend_status.h"
+
+/* Length of a textual client address, as inet_ntop would write it */
+#define IG_ADDR_LEN		64
+
+/*
+ * Everything the pipeline learns about one silent client backend.  Filled
+ * by backends.c (status), locks.c (locks and waiters) and pipeline.c
+ * (exemption and decision).
+ */
+typedef struct IgSession
+{
+	IgEpisodeKey key;			/* pid, process start, state start, lxid */
+	int			procno;			/* index in ProcGlobal->allProcs */
+	Oid			userid;
+	Oid			dbid;
+	BackendState state;			/* STATE_IDLEINTRANSACTION in 1.0 */
+	uint32		wait_event_info;	/* as read from its PGPROC */
+	TimestampTz xact_start;
+	TransactionId xid;
+	TransactionId xmin;
+	char		appname[NAMEDATALEN];
+	SockAddr	clientaddr;
+
+	/* locks.c */
+	bool		holds_known;	/* true once holds_locks is certain */
+	bool		holds_locks;
+	int			locks_held;		/* pg_locks rows, but its own xid/vxid */
+	int			strongest_mode; /* NoLock if none */
+	bool		locks_exact;	/* locks_held counted in the lock table too */
+	int			blocked_direct;
+	int			blocked_total;
+	int		   *blocked_pids;	/* transitive waiters, sorted; palloc'd */
+
+	/* pipeline.c */
+	IgFacts		facts;
+	IgDecision	decision;
+} IgSession;
+
+/* One pass of the pipeline: every silent session found */
+typedef struct IgSweep
+{
+	TimestampTz now;
+	int			nsessions;
+	IgSession  *sessions;
+	int			nwaiters;		/* backends waiting on a heavyweight lock */
+	bool		graph_built;	/* the lock-table pass ran */
+} IgSweep;
+
+/* One entry of the history ring */
+typedef struct IgHistoryEntry
+{
+	TimestampTz at;
+	int			pid;
+	Oid			userid;			/* for the visibility rules */
+	char		usename[NAMEDATALEN];
+	char		datname[NAMEDATALEN];
+	char		appname[NAMEDATALEN];
+	char		client_addr[IG_ADDR_LEN];	/* "" = local or unknown */
+	int64		silent_for_us;
+	int			locks_held;
+	int			blocked_total;
+	IgRule		rule;
+	char		action[12];		/* reported, terminated, skipped */
+	char		detail[128];
+} IgHistoryEntry;
+
+/*
+ * Shared state.  "lock" protects every field; the worker is the only
+ * writer of everything but the history read position, so readers take it
+ * shared and copy out what they need.
+ */
+typedef struct IgShared
+{
+	LWLock	   *lock;
+	int			worker_pid;		/* 0 when no worker runs */
+	TimestampTz worker_started_at;
+	int64		sweeps;
+	TimestampTz last_sweep_at;
+	double		last_sweep_ms;
+	int			guarded_now;	/* silent lock holders at the last sweep */
+	int64		reported;
+	int64		terminated;
+	int64		skipped;
+	int			history_size;	/* entries in the ring */
+	int64		history_next;	/* total entries ever written */
+	IgHistoryEntry history[FLEXIBLE_ARRAY_MEMBER];
+} IgShared;
+
+/* idle_guard.c: GUC values */
+extern PGDLLIMPORT int idle_guard_action;
+extern PGDLLIMPORT int idle_guard_blocking_timeout;
+extern PGDLLIMPORT int idle_guard_idle_timeout;
+extern PGDLLIMPORT int idle_guard_naptime;
+extern PGDLLIMPORT int idle_guard_history_size;
+extern PGDLLIMPORT char *idle_guard_exempt_roles;
+extern PGDLLIMPORT char *idle_guard_exempt_applications;
+extern void idle_guard_current_policy(IgPolicy *policy);
+extern bool idle_guard_role_exempt(const char *rolename);
+extern bool idle_guard_application_exempt(const char *appname);
+
+/* state.c */
+extern IgShared *idle_guard_shared;
+extern void idle_guard_shmem_request(void);
+extern void idle_guard_shmem_startup(void);
+extern void idle_guard_require_loaded(void);
+extern void idle_guard_record(const IgSession *s, const char *usename,
+							  const char *datname, const char *client,
+							  TimestampTz at, const char *action,
+							  const char *detail);
+
+/* backends.c */
+extern void idle_guard_snapshot(IgSweep *sweep);
+extern bool idle_guard_lookup_status(int pid, IgEpisodeKey *key,
+									 BackendState *state);
+extern bool idle_guard_client_addr_text(const SockAddr *addr, char *buf,
+										size_t buflen);
+
+/* locks.c */
+extern void idle_guard_fastpath_locks(IgSweep *sweep);
+extern int	idle_guard_count_lock_waiters(void);
+extern void idle_guard_lock_table_pass(IgSweep *sweep);
+
+/* pipeline.c */
+extern void idle_guard_collect(IgSweep *sweep, const IgPolicy *policy,
+							   bool exact);
+
+/* action.c */
+extern void idle_guard_act(IgSession *s, const IgPolicy *policy);
+
+/* worker.c */
+extern PGDLLEXPORT void idle_guard_worker_main(Datum main_arg);
+extern void idle_guard_register_worker(void);
+
+#endif							/* IDLE_GUARD_POLICY_ONLY */
+
+#endif							/* IDLE_GUARD_H */

@@ -1,0 +1,100 @@
+/*-------------------------------------------------------------------------
+ *
+ * pipeline.c
+ *		One pass of idle_guard's pipeline, the same for the worker and for
+ *		idle_guard_report(): snapshot the silent sessions, find their locks
+ *		and waiters, settle exemptions and decide each one.
+ *
+ * Because both callers run exactly this code with the same (PGC_SIGHUP)
+ * policy, what the report says idle_guard would do is what the worker
+ * does.  The worker only adds the last step, the action.
+ *
+ * Must run inside a transaction: exemption by role needs the role's name.
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/pipeline.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "utils/timestamp.h"
+
+#include "idle_guard.h"
+
+static void ig_decide_all(IgSweep *sweep, const IgPolicy *policy);
+
+/*
+ * idle_guard_collect
+ *		Fill sweep with every silent client session and its verdict.
+ *
+ * The lock-table pass (every partition lock held shared, briefly) runs
+ * only when its answer is needed: when someone waits on a lock (to find
+ * who blocks whom), when a session's holding cannot be settled from its
+ * xid and fast-path slots, when a session is due (so the LOG line gives an
+ * exact lock count), or when the caller asks for exact counts (the
+ * report).  With no silent session it takes no lock at all.
+ */
+void
+idle_guard_collect(IgSweep *sweep, const IgPolicy *policy, bool exact)
+{
+	bool		need_pass = exact;
+	int			i;
+
+	memset(sweep, 0, sizeof(IgSweep));
+	sweep->now = GetCurrentTimestamp();
+	idle_guard_snapshot(sweep);
+	if (sweep->nsessions == 0)
+		return;
+
+	idle_guard_fastpath_locks(sweep);
+	sweep->nwaiters = idle_guard_count_lock_waiters();
+	if (sweep->nwaiters > 0)
+		need_pass = true;
+
+	for (i = 0; i < sweep->nsessions; i++)
+	{
+		IgSession  *s = &sweep->sessions[i];
+		char	   *rolename = GetUserNameFromId(s->userid, true);
+
+		s->facts.exempt = idle_guard_role_exempt(rolename) ||
+			idle_guard_application_exempt(s->appname);
+		if (!s->holds_known)
+			need_pass = true;
+	}
+
+	/* Preliminary verdicts, assuming nobody waits (true if nwaiters = 0) */
+	if (!need_pass)
+	{
+		ig_decide_all(sweep, policy);
+		for (i = 0; i < sweep->nsessions && !need_pass; i++)
+			if (sweep->sessions[i].decision.due)
+				need_pass = true;
+	}
+
+	if (need_pass)
+	{
+		idle_guard_lock_table_pass(sweep);
+		ig_decide_all(sweep, policy);
+	}
+}
+
+/* Fill each session's facts from what the steps found, and decide it */
+static void
+ig_decide_all(IgSweep *sweep, const IgPolicy *policy)
+{
+	int			i;
+
+	for (i = 0; i < sweep->nsessions; i++)
+	{
+		IgSession  *s = &sweep->sessions[i];
+
+		s->facts.silent_since = s->key.state_start;
+		s->facts.holds_locks = s->holds_locks;
+		s->facts.blocked_total = s->blocked_total;
+		idle_guard_decide(policy, &s->facts, sweep->now, &s->decision);
+	}
+}

@@ -1,0 +1,187 @@
+/*-------------------------------------------------------------------------
+ *
+ * policy.c
+ *		The policy decision: given the facts about one silent session, the
+ *		policy in force and the current time, which rule fires, when, and
+ *		what idle_guard does then.
+ *
+ * Everything here is a pure function of its arguments: no shared memory,
+ * no GUC reads, no clock, no allocation.  That keeps the worker and
+ * idle_guard_report() in agreement (both call it with the same inputs) and
+ * lets test/policy_test.c check it on its own against a table of cases.
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/policy.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#define IDLE_GUARD_POLICY_ONLY
+#include "idle_guard.h"
+
+/* Microseconds in a millisecond, for TimestampTz arithmetic */
+#define IG_USECS_PER_MS INT64CONST(1000)
+
+/*
+ * idle_guard_decide
+ *		Decide what happens to one silent session.
+ *
+ * A session that holds no lock is never a candidate.  Otherwise two rules
+ * may apply, each with its own deadline counted from the start of the
+ * silence: "blocking" (someone waits on it, blocking_timeout) and "idle"
+ * (idle_timeout, whether or not anyone waits).  The earlier applicable
+ * deadline wins; a timeout of 0 disables its rule.
+ *
+ * Besides the verdict, tell the worker when it must look again without
+ * being woken: at the deadline, at the moment the blocking deadline passes
+ * (it fires then only if someone waits, which only a look can tell), and
+ * after naptime while a blocking deadline has passed but nobody waits yet
+ * (waiters arrive without notice).  Exempt sessions and action = off never
+ * need a look: nothing would be done to them.
+ */
+void
+idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
+				  TimestampTz now, IgDecision *out)
+{
+	TimestampTz idle_deadline = 0;
+	TimestampTz blocking_deadline = 0;
+	bool		blocking = facts->blocked_total > 0;
+
+	memset(out, 0, sizeof(IgDecision));
+	out->rule = IG_RULE_NONE;
+	out->action = IG_DO_NONE;
+
+	if (!facts->holds_locks)
+		return;
+
+	if (policy->idle_timeout_ms > 0)
+		idle_deadline = facts->silent_since +
+			policy->idle_timeout_ms * IG_USECS_PER_MS;
+	if (policy->blocking_timeout_ms > 0)
+		blocking_deadline = facts->silent_since +
+			policy->blocking_timeout_ms * IG_USECS_PER_MS;
+
+	if (blocking && blocking_deadline != 0 &&
+		(idle_deadline == 0 || blocking_deadline <= idle_deadline))
+	{
+		out->rule = IG_RULE_BLOCKING;
+		out->deadline = blocking_deadline;
+	}
+	else if (idle_deadline != 0)
+	{
+		out->rule = IG_RULE_IDLE;
+		out->deadline = idle_deadline;
+	}
+
+	if (out->rule == IG_RULE_NONE)
+		out->action = IG_DO_NONE;
+	else if (facts->exempt)
+		out->action = IG_DO_EXEMPT;
+	else if (policy->action == IG_ACTION_REPORT)
+		out->action = IG_DO_REPORT;
+	else if (policy->action == IG_ACTION_TERMINATE)
+		out->action = IG_DO_TERMINATE;
+	else
+		out->action = IG_DO_NONE;
+
+	out->due = (out->rule != IG_RULE_NONE && now >= out->deadline);
+
+	/* Nothing will ever be done to this session: no need to look again */
+	if (facts->exempt || policy->action == IG_ACTION_OFF)
+		return;
+
+	if (out->rule != IG_RULE_NONE && !out->due)
+		out->wake_at = out->deadline;
+
+	if (!blocking && blocking_deadline != 0 && !out->due)
+	{
+		if (blocking_deadline > now)
+		{
+			if (out->wake_at == 0 || blocking_deadline < out->wake_at)
+				out->wake_at = blocking_deadline;
+		}
+		else
+			out->needs_poll = true;
+	}
+}
+
+/*
+ * idle_guard_same_episode
+ *		Is the backend seen now the one, in the same silent episode, that a
+ *		decision was made about?
+ *
+ * Called immediately before a signal.  A different process start means the
+ * pid was reused; a different state start or local transaction means the
+ * client sent something and the silence it was judged for is over.
+ */
+bool
+idle_guard_same_episode(const IgEpisodeKey *seen, const IgEpisodeKey *now)
+{
+	return seen->pid == now->pid &&
+		seen->proc_start == now->proc_start &&
+		seen->state_start == now->state_start &&
+		seen->lxid == now->lxid;
+}
+
+/*
+ * idle_guard_app_matches
+ *		Does application_name match one entry of exempt_applications?
+ *
+ * An entry matches exactly, or, when it ends in '*', as a prefix.  The
+ * comparison is case-sensitive, like application_name itself.  A NULL
+ * application name matches nothing.
+ */
+bool
+idle_guard_app_matches(const char *pattern, const char *appname)
+{
+	size_t		len = strlen(pattern);
+
+	if (appname == NULL)
+		return false;
+	if (len > 0 && pattern[len - 1] == '*')
+		return strncmp(pattern, appname, len - 1) == 0;
+	return strcmp(pattern, appname) == 0;
+}
+
+/*
+ * idle_guard_rule_name
+ *		The word used for a rule in the report, the log and the history.
+ */
+const char *
+idle_guard_rule_name(IgRule rule)
+{
+	switch (rule)
+	{
+		case IG_RULE_BLOCKING:
+			return "blocking";
+		case IG_RULE_IDLE:
+			return "idle";
+		case IG_RULE_NONE:
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * idle_guard_action_name
+ *		The word used for an action in the report.
+ */
+const char *
+idle_guard_action_name(IgAction action)
+{
+	switch (action)
+	{
+		case IG_DO_REPORT:
+			return "report";
+		case IG_DO_TERMINATE:
+			return "terminate";
+		case IG_DO_EXEMPT:
+			return "exempt";
+		case IG_DO_NONE:
+			break;
+	}
+	return "none";
+}

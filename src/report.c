@@ -1,0 +1,329 @@
+/*-------------------------------------------------------------------------
+ *
+ * report.c
+ *		The SQL-callable functions: idle_guard_report(), what idle_guard
+ *		sees and would do now; idle_guard_history(), what it did; and
+ *		idle_guard_stats(), how its worker is doing.
+ *
+ * Visibility follows pg_stat_activity: a caller that neither has the
+ * privileges of pg_read_all_stats nor of a session's role sees that
+ * session without its client address and application name.
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/report.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inet.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "utils/wait_event.h"
+
+#include "compat.h"
+#include "idle_guard.h"
+
+PG_FUNCTION_INFO_V1(idle_guard_report);
+PG_FUNCTION_INFO_V1(idle_guard_history);
+PG_FUNCTION_INFO_V1(idle_guard_stats);
+
+#define IDLE_GUARD_REPORT_COLS	20
+#define IDLE_GUARD_HISTORY_COLS 12
+#define IDLE_GUARD_STATS_COLS	9
+
+static bool ig_can_see(Oid userid);
+static Datum ig_name_datum(const char *name);
+static Datum ig_interval_datum(int64 usecs);
+static Datum ig_inet_datum(const char *addr);
+
+/*
+ * idle_guard_report
+ *		One row per silent client session that holds locks, with what
+ *		idle_guard knows of it and what it would do.
+ */
+Datum
+idle_guard_report(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	IgPolicy	policy;
+	IgSweep		sweep;
+	int			i;
+
+	idle_guard_require_loaded();
+	ig_init_srf(fcinfo);
+
+	idle_guard_current_policy(&policy);
+	idle_guard_collect(&sweep, &policy, true);
+
+	for (i = 0; i < sweep.nsessions; i++)
+	{
+		IgSession  *s = &sweep.sessions[i];
+		Datum		values[IDLE_GUARD_REPORT_COLS] = {0};
+		bool		nulls[IDLE_GUARD_REPORT_COLS] = {0};
+		bool		visible = ig_can_see(s->userid);
+		char		addr[IG_ADDR_LEN];
+		const char *name;
+		const char *rule;
+		int			j = 0;
+
+		if (!s->holds_locks)
+			continue;
+
+		values[j++] = Int32GetDatum(s->key.pid);
+
+		name = GetUserNameFromId(s->userid, true);
+		if (name)
+			values[j++] = ig_name_datum(name);
+		else
+			nulls[j++] = true;
+
+		name = get_database_name(s->dbid);
+		if (name)
+			values[j++] = ig_name_datum(name);
+		else
+			nulls[j++] = true;
+
+		if (visible)
+			values[j++] = CStringGetTextDatum(s->appname);
+		else
+			nulls[j++] = true;
+
+		if (visible &&
+			idle_guard_client_addr_text(&s->clientaddr, addr, sizeof(addr)))
+			values[j++] = ig_inet_datum(addr);
+		else
+			nulls[j++] = true;
+
+		values[j++] = CStringGetTextDatum("idle in transaction");
+
+		name = s->wait_event_info ? pgstat_get_wait_event(s->wait_event_info) : NULL;
+		if (name)
+			values[j++] = CStringGetTextDatum(name);
+		else
+			nulls[j++] = true;
+
+		if (s->xact_start != 0)
+			values[j++] = TimestampTzGetDatum(s->xact_start);
+		else
+			nulls[j++] = true;
+
+		values[j++] = TimestampTzGetDatum(s->key.state_start);
+		values[j++] = ig_interval_datum(sweep.now - s->key.state_start);
+		values[j++] = Int32GetDatum(s->locks_held);
+
+		if (s->strongest_mode != NoLock)
+			values[j++] = CStringGetTextDatum(GetLockmodeName(DEFAULT_LOCKMETHOD,
+															  s->strongest_mode));
+		else
+			nulls[j++] = true;
+
+		values[j++] = Int32GetDatum(s->blocked_direct);
+		values[j++] = Int32GetDatum(s->blocked_total);
+		{
+			Datum	   *pids = (Datum *) palloc(sizeof(Datum) *
+												Max(s->blocked_total, 1));
+			int			k;
+
+			for (k = 0; k < s->blocked_total; k++)
+				pids[k] = Int32GetDatum(s->blocked_pids[k]);
+			values[j++] = PointerGetDatum(construct_array(pids, s->blocked_total,
+														  INT4OID, sizeof(int32),
+														  true, TYPALIGN_INT));
+		}
+
+		if (TransactionIdIsValid(s->xid))
+			values[j++] = TransactionIdGetDatum(s->xid);
+		else
+			nulls[j++] = true;
+		if (TransactionIdIsValid(s->xmin))
+			values[j++] = TransactionIdGetDatum(s->xmin);
+		else
+			nulls[j++] = true;
+
+		rule = idle_guard_rule_name(s->decision.rule);
+		if (rule)
+		{
+			values[j++] = CStringGetTextDatum(rule);
+			values[j++] = TimestampTzGetDatum(s->decision.deadline);
+		}
+		else
+		{
+			nulls[j++] = true;
+			nulls[j++] = true;
+		}
+
+		values[j++] = CStringGetTextDatum(idle_guard_action_name(s->decision.action));
+
+		Assert(j == IDLE_GUARD_REPORT_COLS);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	return (Datum) 0;
+}
+
+/*
+ * idle_guard_history
+ *		The actions kept in the ring, oldest first.
+ */
+Datum
+idle_guard_history(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	IgShared   *sh;
+	IgHistoryEntry *copy;
+	int64		first;
+	int			n;
+	int			i;
+
+	idle_guard_require_loaded();
+	ig_init_srf(fcinfo);
+	sh = idle_guard_shared;
+
+	/* Copy out under the lock, build rows after releasing it */
+	LWLockAcquire(sh->lock, LW_SHARED);
+	n = (int) Min(sh->history_next, (int64) sh->history_size);
+	first = sh->history_next - n;
+	copy = (IgHistoryEntry *) palloc(sizeof(IgHistoryEntry) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		copy[i] = sh->history[(first + i) % sh->history_size];
+	LWLockRelease(sh->lock);
+
+	for (i = 0; i < n; i++)
+	{
+		IgHistoryEntry *e = &copy[i];
+		Datum		values[IDLE_GUARD_HISTORY_COLS] = {0};
+		bool		nulls[IDLE_GUARD_HISTORY_COLS] = {0};
+		bool		visible = ig_can_see(e->userid);
+		const char *rule = idle_guard_rule_name(e->rule);
+		int			j = 0;
+
+		values[j++] = TimestampTzGetDatum(e->at);
+		values[j++] = Int32GetDatum(e->pid);
+		values[j++] = ig_name_datum(e->usename);
+		values[j++] = ig_name_datum(e->datname);
+		if (visible)
+			values[j++] = CStringGetTextDatum(e->appname);
+		else
+			nulls[j++] = true;
+		if (visible && e->client_addr[0] != '\0')
+			values[j++] = ig_inet_datum(e->client_addr);
+		else
+			nulls[j++] = true;
+		values[j++] = ig_interval_datum(e->silent_for_us);
+		values[j++] = Int32GetDatum(e->locks_held);
+		values[j++] = Int32GetDatum(e->blocked_total);
+		if (rule)
+			values[j++] = CStringGetTextDatum(rule);
+		else
+			nulls[j++] = true;
+		values[j++] = CStringGetTextDatum(e->action);
+		if (e->detail[0] != '\0')
+			values[j++] = CStringGetTextDatum(e->detail);
+		else
+			nulls[j++] = true;
+
+		Assert(j == IDLE_GUARD_HISTORY_COLS);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	return (Datum) 0;
+}
+
+/*
+ * idle_guard_stats
+ *		One row: the worker and its counters since the server started.
+ */
+Datum
+idle_guard_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[IDLE_GUARD_STATS_COLS] = {0};
+	bool		nulls[IDLE_GUARD_STATS_COLS] = {0};
+	IgShared	copy;
+	int			j = 0;
+
+	idle_guard_require_loaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	LWLockAcquire(idle_guard_shared->lock, LW_SHARED);
+	memcpy(&copy, idle_guard_shared, offsetof(IgShared, history));
+	LWLockRelease(idle_guard_shared->lock);
+
+	if (copy.worker_pid != 0)
+	{
+		values[j++] = Int32GetDatum(copy.worker_pid);
+		values[j++] = TimestampTzGetDatum(copy.worker_started_at);
+	}
+	else
+	{
+		nulls[j++] = true;
+		nulls[j++] = true;
+	}
+	values[j++] = Int64GetDatum(copy.sweeps);
+	if (copy.last_sweep_at != 0)
+	{
+		values[j++] = TimestampTzGetDatum(copy.last_sweep_at);
+		values[j++] = Float8GetDatum(copy.last_sweep_ms);
+	}
+	else
+	{
+		nulls[j++] = true;
+		nulls[j++] = true;
+	}
+	values[j++] = Int32GetDatum(copy.guarded_now);
+	values[j++] = Int64GetDatum(copy.reported);
+	values[j++] = Int64GetDatum(copy.terminated);
+	values[j++] = Int64GetDatum(copy.skipped);
+	Assert(j == IDLE_GUARD_STATS_COLS);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* May the caller see the client details of a session of this role? */
+static bool
+ig_can_see(Oid userid)
+{
+	return has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS) ||
+		has_privs_of_role(GetUserId(), userid);
+}
+
+/* A name-typed Datum from a C string */
+static Datum
+ig_name_datum(const char *name)
+{
+	Name		n = (Name) palloc0(NAMEDATALEN);
+
+	namestrcpy(n, name);
+	return NameGetDatum(n);
+}
+
+/* An interval Datum of a number of microseconds */
+static Datum
+ig_interval_datum(int64 usecs)
+{
+	Interval   *iv = (Interval *) palloc0(sizeof(Interval));
+
+	iv->time = usecs;
+	return IntervalPGetDatum(iv);
+}
+
+/* An inet Datum from a numeric address in text form */
+static Datum
+ig_inet_datum(const char *addr)
+{
+	return DirectFunctionCall1(inet_in, CStringGetDatum(addr));
+}

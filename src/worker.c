@@ -1,0 +1,302 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The idle_guard background worker: sweep, act on what is due, and
+ *		sleep until the earliest deadline it knows.
+ *
+ * Timing.  After a sweep at time T the worker sleeps until the earliest of:
+ *	- each silent session's next deadline (or the moment its blocking
+ *	  deadline passes, after which a new waiter would make it due);
+ *	- T + the shortest enabled timeout: a session that turns silent after
+ *	  T cannot have an earlier deadline than that;
+ *	- T + naptime, but only while some session is past its blocking
+ *	  deadline without anyone waiting yet (waiters arrive without notice).
+ * So deadlines are met to the millisecond without polling, and a reload
+ * (SIGHUP sets the latch) applies new values at once.
+ *
+ * Episodes.  The worker remembers, per pid, the silent episode it last
+ * acted on (IgEpisodeKey) and what it did, so it writes one LOG line per
+ * episode, not one per sweep, and escalates only from report to terminate
+ * (after a reload that changes the action).  Entries of sessions no longer
+ * silent are dropped at the end of each sweep.
+ *
+ * Memory.  Each sweep allocates in a context reset at its end.
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "idle_guard.h"
+
+/* Seconds the postmaster waits before restarting a worker that failed */
+#define IG_RESTART_SECONDS 5
+
+/* What the worker remembers about one pid's current silent episode */
+typedef struct IgEpisode
+{
+	int			pid;			/* hash key */
+	IgEpisodeKey key;			/* the episode */
+	IgAction	done;			/* IG_DO_NONE, IG_DO_REPORT or
+								 * IG_DO_TERMINATE */
+	uint64		seen;			/* sweep number it was last seen in */
+} IgEpisode;
+
+static HTAB *ig_episodes = NULL;
+static MemoryContext ig_sweep_context = NULL;
+static uint64 ig_sweep_number = 0;
+
+static TimestampTz ig_sweep(void);
+static IgEpisode *ig_episode_for(const IgSession *s);
+static void ig_forget_unseen_episodes(void);
+static void ig_publish_sweep(TimestampTz start, int guarded);
+static void ig_worker_detach(int code, Datum arg);
+
+/*
+ * idle_guard_register_worker
+ *		Register the worker at postmaster start.  It needs shared memory
+ *		but no database: names come from the shared catalogs.
+ */
+void
+idle_guard_register_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = IG_RESTART_SECONDS;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "idle_guard");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "idle_guard_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "idle_guard worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "idle_guard");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * idle_guard_worker_main
+ *		Entry point of the worker.
+ */
+void
+idle_guard_worker_main(Datum main_arg)
+{
+	HASHCTL		ctl;
+	TimestampTz next_sweep = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	/* Connect to no database: pg_authid and pg_database are shared */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("idle_guard worker");
+
+	ctl.keysize = sizeof(int);
+	ctl.entrysize = sizeof(IgEpisode);
+	ig_episodes = hash_create("idle_guard episodes", 64, &ctl,
+							  HASH_ELEM | HASH_BLOBS);
+	ig_sweep_context = AllocSetContextCreate(TopMemoryContext,
+											 "idle_guard sweep",
+											 ALLOCSET_DEFAULT_SIZES);
+
+	LWLockAcquire(idle_guard_shared->lock, LW_EXCLUSIVE);
+	idle_guard_shared->worker_pid = MyProcPid;
+	idle_guard_shared->worker_started_at = GetCurrentTimestamp();
+	LWLockRelease(idle_guard_shared->lock);
+	before_shmem_exit(ig_worker_detach, (Datum) 0);
+
+	ereport(LOG,
+			(errmsg("idle_guard worker started"),
+			 errdetail("action=%s blocking_timeout=%dms idle_timeout=%dms naptime=%dms",
+					   GetConfigOption("idle_guard.action", false, false),
+					   idle_guard_blocking_timeout, idle_guard_idle_timeout,
+					   idle_guard_naptime)));
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		sleep_ms = -1;
+		int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
+
+		CHECK_FOR_INTERRUPTS();
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			next_sweep = 0;		/* judge again with the new values now */
+		}
+
+		if (idle_guard_action != IG_ACTION_OFF)
+		{
+			now = GetCurrentTimestamp();
+			if (now >= next_sweep)
+				next_sweep = ig_sweep();
+
+			now = GetCurrentTimestamp();
+			if (next_sweep <= now)
+				sleep_ms = 0;
+			else
+			{
+				/* round up, so we never wake before the deadline */
+				TimestampTz diff = next_sweep - now;
+
+				sleep_ms = (long) Min((diff + 999) / 1000, (TimestampTz) INT_MAX);
+			}
+			events |= WL_TIMEOUT;
+		}
+
+		if (sleep_ms != 0)
+			(void) WaitLatch(MyLatch, events, sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * One sweep: run the pipeline, act on every session that is due and not
+ * yet acted on in this episode, and return when to sweep next.
+ */
+static TimestampTz
+ig_sweep(void)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz next = DT_NOEND;
+	MemoryContext oldcontext;
+	IgPolicy	policy;
+	IgSweep		sweep;
+	int			guarded = 0;
+	int			shortest;
+	int			i;
+
+	ig_sweep_number++;
+	idle_guard_current_policy(&policy);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	oldcontext = MemoryContextSwitchTo(ig_sweep_context);
+
+	idle_guard_collect(&sweep, &policy, false);
+
+	/* A session silent from now on cannot be due before this */
+	shortest = policy.blocking_timeout_ms;
+	if (shortest == 0 ||
+		(policy.idle_timeout_ms > 0 && policy.idle_timeout_ms < shortest))
+		shortest = policy.idle_timeout_ms;
+	if (shortest > 0)
+		next = TimestampTzPlusMilliseconds(sweep.now, shortest);
+
+	for (i = 0; i < sweep.nsessions; i++)
+	{
+		IgSession  *s = &sweep.sessions[i];
+		IgDecision *d = &s->decision;
+		IgEpisode  *ep;
+
+		if (!s->holds_locks)
+			continue;
+		guarded++;
+		ep = ig_episode_for(s);
+
+		if (d->due && (d->action == IG_DO_REPORT ||
+					   d->action == IG_DO_TERMINATE) &&
+			ep->done < d->action)
+		{
+			idle_guard_act(s, &policy);
+			ep->done = d->action;
+			continue;
+		}
+		if (d->wake_at != 0 && d->wake_at < next)
+			next = d->wake_at;
+		if (d->needs_poll)
+			next = Min(next, TimestampTzPlusMilliseconds(sweep.now,
+														 idle_guard_naptime));
+	}
+
+	ig_forget_unseen_episodes();
+
+	MemoryContextSwitchTo(oldcontext);
+	CommitTransactionCommand();
+	MemoryContextReset(ig_sweep_context);
+
+	ig_publish_sweep(start, guarded);
+	return next;
+}
+
+/*
+ * The worker's memory of a session's current episode, reset when the
+ * session is in a new episode (or the pid belongs to a new backend).
+ */
+static IgEpisode *
+ig_episode_for(const IgSession *s)
+{
+	bool		found;
+	IgEpisode  *ep;
+
+	ep = (IgEpisode *) hash_search(ig_episodes, &s->key.pid, HASH_ENTER,
+								   &found);
+	if (!found || !idle_guard_same_episode(&ep->key, &s->key))
+	{
+		ep->key = s->key;
+		ep->done = IG_DO_NONE;
+	}
+	ep->seen = ig_sweep_number;
+	return ep;
+}
+
+/* Drop what we remember of sessions not silent in this sweep */
+static void
+ig_forget_unseen_episodes(void)
+{
+	HASH_SEQ_STATUS status;
+	IgEpisode  *ep;
+
+	hash_seq_init(&status, ig_episodes);
+	while ((ep = (IgEpisode *) hash_seq_search(&status)) != NULL)
+	{
+		if (ep->seen != ig_sweep_number)
+			(void) hash_search(ig_episodes, &ep->pid, HASH_REMOVE, NULL);
+	}
+}
+
+/* Publish the sweep's counters for idle_guard_stats() */
+static void
+ig_publish_sweep(TimestampTz start, int guarded)
+{
+	TimestampTz end = GetCurrentTimestamp();
+
+	LWLockAcquire(idle_guard_shared->lock, LW_EXCLUSIVE);
+	idle_guard_shared->sweeps++;
+	idle_guard_shared->last_sweep_at = end;
+	idle_guard_shared->last_sweep_ms = (double) (end - start) / 1000.0;
+	idle_guard_shared->guarded_now = guarded;
+	LWLockRelease(idle_guard_shared->lock);
+}
+
+/* On exit, say in shared memory that no worker runs */
+static void
+ig_worker_detach(int code, Datum arg)
+{
+	LWLockAcquire(idle_guard_shared->lock, LW_EXCLUSIVE);
+	if (idle_guard_shared->worker_pid == MyProcPid)
+		idle_guard_shared->worker_pid = 0;
+	LWLockRelease(idle_guard_shared->lock);
+}
