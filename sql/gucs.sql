@@ -1,0 +1,57 @@
+--
+-- The idle_guard.* settings: types, defaults, units, contexts, and the
+-- validation of bad values.
+--
+SELECT name, setting, unit, vartype, context, enumvals, min_val, max_val,
+       boot_val
+FROM pg_settings
+WHERE name LIKE 'idle\_guard.%'
+ORDER BY name;
+
+SHOW idle_guard.action;
+SHOW idle_guard.blocking_timeout;
+SHOW idle_guard.idle_timeout;
+SHOW idle_guard.naptime;
+SHOW idle_guard.exempt_roles;
+SHOW idle_guard.exempt_applications;
+SHOW idle_guard.history_size;
+
+-- Policy is the DBA's: no session can change it for itself
+SET idle_guard.action = 'off';
+SET idle_guard.blocking_timeout = 0;
+BEGIN;
+SET LOCAL idle_guard.idle_timeout = 0;
+ROLLBACK;
+ALTER ROLE CURRENT_USER SET idle_guard.action = 'off';
+
+-- The prefix is reserved: misspelled settings are errors, not placeholders
+SET idle_guard.blocking_timout = '1s';
+ALTER SYSTEM SET idle_guard.actoin = 'report';
+
+-- Bad values are rejected, with the reason
+ALTER SYSTEM SET idle_guard.action = 'kill';
+ALTER SYSTEM SET idle_guard.blocking_timeout = -1;
+ALTER SYSTEM SET idle_guard.idle_timeout = 'soon';
+ALTER SYSTEM SET idle_guard.naptime = '5ms';
+ALTER SYSTEM SET idle_guard.naptime = '2h';
+ALTER SYSTEM SET idle_guard.history_size = -1;
+ALTER SYSTEM SET idle_guard.exempt_roles = 'batch,,etl';
+ALTER SYSTEM SET idle_guard.exempt_roles = '"unterminated';
+ALTER SYSTEM SET idle_guard.exempt_applications = 'etl*nightly';
+ALTER SYSTEM SET idle_guard.exempt_applications = 'pg_dump,';
+ALTER SYSTEM SET idle_guard.exempt_applications = ', psql';
+
+-- Good values are accepted (units, lists, patterns), then reset
+ALTER SYSTEM SET idle_guard.action = 'terminate';
+ALTER SYSTEM SET idle_guard.blocking_timeout = '1min';
+ALTER SYSTEM SET idle_guard.idle_timeout = 0;
+ALTER SYSTEM SET idle_guard.naptime = '10ms';
+ALTER SYSTEM SET idle_guard.exempt_roles = 'batch, "Reporting"';
+ALTER SYSTEM SET idle_guard.exempt_applications = 'pg_dump, etl_*, my app';
+ALTER SYSTEM SET idle_guard.exempt_applications = '';
+ALTER SYSTEM RESET idle_guard.action;
+ALTER SYSTEM RESET idle_guard.blocking_timeout;
+ALTER SYSTEM RESET idle_guard.idle_timeout;
+ALTER SYSTEM RESET idle_guard.naptime;
+ALTER SYSTEM RESET idle_guard.exempt_roles;
+ALTER SYSTEM RESET idle_guard.exempt_applications;

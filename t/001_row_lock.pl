@@ -1,0 +1,69 @@
+# Copyright (c) 2026, idle_guard developers
+#
+# A silent session holding a row lock that a writer waits for is
+# terminated at blocking_timeout; the writer then proceeds and the silent
+# session's own update is rolled back.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use IdleGuardTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = ig_node('row_lock');
+$node->safe_psql('postgres',
+	'CREATE TABLE accounts (id int PRIMARY KEY, balance int);'
+	  . 'INSERT INTO accounts VALUES (1, 100), (2, 100);');
+my $offset = -s $node->logfile;
+
+my ($holder, $holder_pid) = ig_silent_session($node, 'forgetful',
+	'BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 1;');
+my ($writer, $writer_pid) = ig_waiting_session($node, 'writer',
+	'UPDATE accounts SET balance = balance + 1 WHERE id = 1;');
+
+# While it waits, the report names the holder as blocking the writer.
+my $row = $node->safe_psql('postgres',
+	"SELECT state, wait_event, locks_held > 0, backend_xid IS NOT NULL, "
+	  . "blocked_direct, blocked_total, blocked_pids, rule, action "
+	  . "FROM idle_guard_report() WHERE pid = $holder_pid");
+is($row, "idle in transaction|ClientRead|t|t|1|1|{$writer_pid}|blocking|terminate",
+	'report shows the silent row-lock holder blocking the writer');
+
+ig_wait_gone($node, $holder_pid, 'silent holder terminated');
+
+$node->wait_for_log(
+	qr/idle_guard: terminating silent session pid=$holder_pid user="\w+" db="postgres" app="forgetful" client=local silent_s=[\d.]+ locks=\d+ blocked=1 rule=blocking action=terminate/,
+	$offset);
+pass('LOG line names the session, the rule and the action');
+
+# The writer got its lock and finished.
+ig_wait_for($node,
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $writer_pid AND wait_event_type = 'Lock'",
+	't', 'writer no longer waits');
+$writer->query_safe('SELECT 1');
+
+# The holder's update was rolled back: only the writer's +1 is there.
+is($node->safe_psql('postgres', 'SELECT balance FROM accounts WHERE id = 1'),
+	'101', 'silent transaction rolled back, writer committed');
+
+# Terminated at the deadline: silent for at least blocking_timeout, and not
+# much more (naptime 100ms; generous bound for a loaded CI machine).
+my ($silent_ms, $action) = split /\|/, $node->safe_psql('postgres',
+	"SELECT extract(epoch FROM silent_for) * 1000, action "
+	  . "FROM idle_guard_history() WHERE pid = $holder_pid");
+is($action, 'terminated', 'history records the termination');
+cmp_ok($silent_ms, '>=', 2000, 'not acted on before blocking_timeout');
+cmp_ok($silent_ms, '<', 2000 + 1500, 'acted on soon after the deadline');
+
+is($node->safe_psql('postgres', 'SELECT terminated, skipped FROM idle_guard_stats()'),
+	'1|0', 'counters');
+
+ig_close($holder);
+$writer->quit;
+$node->stop;
+done_testing();

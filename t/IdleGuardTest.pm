@@ -1,0 +1,141 @@
+# Copyright (c) 2026, idle_guard developers
+#
+# IdleGuardTest.pm
+#	Helpers shared by idle_guard's TAP tests: a node with idle_guard
+#	preloaded, client sessions that go silent or wait, and polls with a
+#	deadline (never bare sleeps).
+#
+# Every wait here polls a condition until it holds or
+# $PostgreSQL::Test::Utils::timeout_default passes, then fails the test.
+
+package IdleGuardTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+our @EXPORT = qw(
+  ig_node
+  ig_silent_session
+  ig_waiting_session
+  ig_wait_for
+  ig_pid_alive
+  ig_wait_gone
+  ig_wait_sweep_after
+  ig_close
+);
+
+# ig_node($name, %settings): init and start a node with idle_guard preloaded
+# and the extension created in "postgres".  %settings are postgresql.conf
+# lines (values quoted as needed) that override the test defaults: action
+# terminate, blocking_timeout 2s, idle_timeout 1h, naptime 100ms.
+sub ig_node
+{
+	my ($name, %settings) = @_;
+	my %conf = (
+		shared_preload_libraries => "'idle_guard'",
+		'idle_guard.action' => "'terminate'",
+		'idle_guard.blocking_timeout' => "'2s'",
+		'idle_guard.idle_timeout' => "'1h'",
+		'idle_guard.naptime' => "'100ms'",
+		%settings);
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf',
+		join('', map { "$_ = $conf{$_}\n" } sort keys %conf));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION idle_guard');
+	return $node;
+}
+
+# ig_silent_session($node, $app, $sql, %opts): a psql session named $app
+# that runs $sql (e.g. "BEGIN; SELECT ... FOR UPDATE;") and then stays
+# connected without sending anything.  Returns ($session, $pid).
+# $opts{user} connects as another role.
+sub ig_silent_session
+{
+	my ($node, $app, $sql, %opts) = @_;
+	my $connstr = 'postgres';
+	$connstr = "dbname=postgres user=$opts{user}" if defined $opts{user};
+	my $s = $node->background_psql($connstr, on_error_stop => 0);
+	my $pid = $s->query_safe("SET application_name = '$app'; SELECT pg_backend_pid();");
+	$pid =~ s/\s+//g;
+	$s->query_safe($sql) if defined $sql && $sql ne '';
+	return ($s, $pid);
+}
+
+# ig_waiting_session($node, $app, $sql): a session that sends $sql, which
+# is expected to block on a lock, and returns once the backend is seen
+# waiting on a lock.  Returns ($session, $pid).
+sub ig_waiting_session
+{
+	my ($node, $app, $sql) = @_;
+	my $s = $node->background_psql('postgres', on_error_stop => 0);
+	my $pid = $s->query_safe("SET application_name = '$app'; SELECT pg_backend_pid();");
+	$pid =~ s/\s+//g;
+	$s->{stdin} .= "$sql\n";
+	$s->{run}->pump_nb();
+	ig_wait_for($node,
+		"SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $pid",
+		't', "$app is waiting on a lock");
+	return ($s, $pid);
+}
+
+# ig_wait_for($node, $query, $expected, $what): poll $query until it
+# returns $expected; one test assertion named $what.
+sub ig_wait_for
+{
+	my ($node, $query, $expected, $what) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	ok($node->poll_query_until('postgres', $query, $expected), $what);
+}
+
+# ig_pid_alive($node, $pid): is that backend still connected?
+sub ig_pid_alive
+{
+	my ($node, $pid) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE pid = $pid") eq '1';
+}
+
+# ig_wait_gone($node, $pid, $what): wait until the backend has exited.
+sub ig_wait_gone
+{
+	my ($node, $pid, $what) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	ig_wait_for($node,
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid",
+		't', $what);
+}
+
+# ig_wait_sweep_after($node, $pid, $ms): wait until the worker has swept
+# at a moment when $pid had been silent for more than $ms milliseconds.
+# A test that expects a session to be spared calls this, then checks the
+# session is still there: the worker has looked past the deadline.
+sub ig_wait_sweep_after
+{
+	my ($node, $pid, $ms) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $since = $node->safe_psql('postgres',
+		"SELECT state_change FROM pg_stat_activity WHERE pid = $pid");
+	ig_wait_for($node,
+		"SELECT last_sweep_at > '$since'::timestamptz + interval '$ms ms' "
+		  . "FROM idle_guard_stats()",
+		't', "worker swept after ${ms}ms of silence of $pid");
+}
+
+# ig_close($session): end a session whatever state it is in (it may have
+# been terminated by idle_guard, or still be waiting).
+sub ig_close
+{
+	my ($s) = @_;
+	eval { $s->{run}->kill_kill; };
+	return;
+}
+
+1;
