@@ -76,7 +76,10 @@ ig_build_pid_map(void)
  *
  * Only client backends count: walsenders, autovacuum, background workers
  * (idle_guard's own among them) are never judged.  Sessions in "idle in
- * transaction (aborted)" are left out: aborting released their locks.
+ * transaction (aborted)" are left out: aborting released every lock of the
+ * transaction.  Only session-level advisory locks survive an abort, and
+ * those are deliberate (leader election, job queues): they are not judged
+ * here, in either idle state.
  */
 void
 idle_guard_snapshot(IgSweep *sweep)

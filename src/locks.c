@@ -151,7 +151,8 @@ idle_guard_count_lock_waiters(void)
  * idle_guard_lock_table_pass
  *		With every lock partition held shared: count each session's
  *		main-table locks and, if anyone waits, build the wait graph; then
- *		count each session's direct and total waiters.
+ *		count each session's direct and total waiters.  A session that
+ *		anyone waits on holds locks, whatever the count says.
  *
  * A fast-path lock can be moved to the main table between step 1 and this
  * pass and so be counted twice; the count is a report figure, never the
@@ -358,6 +359,13 @@ ig_count_waiters(IgSweep *sweep, IgEdges *edges, const int *node_pid,
 		s->blocked_total = tail - 1;
 		if (s->blocked_total > 0)
 		{
+			/*
+			 * Someone waits on it, so it holds a lock that matters even if
+			 * that lock is only its own virtual transaction: CREATE INDEX
+			 * CONCURRENTLY waits on the vxid of every older snapshot.
+			 */
+			s->holds_locks = true;
+
 			s->blocked_pids = (int *) palloc(sizeof(int) * s->blocked_total);
 			for (k = 0; k < s->blocked_total; k++)
 				s->blocked_pids[k] = node_pid[queue[k + 1]];

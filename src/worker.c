@@ -283,9 +283,10 @@ ig_publish_sweep(TimestampTz start, int guarded)
 {
 	TimestampTz end = GetCurrentTimestamp();
 
+	/* last_sweep_at: when the facts were read, i.e. the sweep's start */
 	LWLockAcquire(idle_guard_shared->lock, LW_EXCLUSIVE);
 	idle_guard_shared->sweeps++;
-	idle_guard_shared->last_sweep_at = end;
+	idle_guard_shared->last_sweep_at = start;
 	idle_guard_shared->last_sweep_ms = (double) (end - start) / 1000.0;
 	idle_guard_shared->guarded_now = guarded;
 	LWLockRelease(idle_guard_shared->lock);

@@ -34,11 +34,13 @@ our @EXPORT = qw(
 # and the extension created in "postgres".  %settings are postgresql.conf
 # lines (values quoted as needed) that override the test defaults: action
 # terminate, blocking_timeout 2s, idle_timeout 1h, naptime 100ms.
+# Autovacuum is off: its table locks would add waits the tests don't plan.
 sub ig_node
 {
 	my ($name, %settings) = @_;
 	my %conf = (
 		shared_preload_libraries => "'idle_guard'",
+		autovacuum => 'off',
 		'idle_guard.action' => "'terminate'",
 		'idle_guard.blocking_timeout' => "'2s'",
 		'idle_guard.idle_timeout' => "'1h'",

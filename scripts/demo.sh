@@ -1,0 +1,360 @@
+#!/usr/bin/env bash
+#
+# scripts/demo.sh -- watch idle_guard end a forgotten transaction.
+#
+# Usage: bash scripts/demo.sh [--keep]
+#
+#   --keep         keep the temporary directories (cluster data, server log,
+#                  client outputs, build) and print their paths
+#   PG_CONFIG=...  pg_config to build against
+#                  (default /usr/lib/postgresql/15/bin/pg_config)
+#
+# It runs scripts/setup.sh, builds and installs the extension exactly as
+# scripts/test.sh does (scripts/lib.sh), then creates a throwaway cluster in
+# a temporary directory under /tmp (as the "postgres" user when root;
+# 127.0.0.1 and a unix socket in that directory only; port 54329 or the next
+# free one) with idle_guard preloaded in "terminate" mode, and tells the
+# story on stdout:
+#
+#   1. a table "accounts" and CREATE EXTENSION idle_guard;
+#   2. a forgetful client opens a transaction, updates a row, and goes silent;
+#   3. a checkout writer blocks on that row, a migration (ALTER TABLE) queues
+#      behind both, and a reader queues behind the migration;
+#   4. idle_guard_report() shows the silent session blocking all three;
+#   5. after idle_guard.blocking_timeout (3s) the worker terminates it, the
+#      three others complete, and idle_guard_history(), idle_guard_stats()
+#      and the server log tell what happened.
+#
+# Every wait is a poll with a deadline; if the story does not happen the
+# script says which step failed and exits non-zero.  The server is always
+# stopped (pg_ctl -m immediate) and the clients killed on exit.  The Debian
+# cluster 15/main (port 5432) is neither used nor touched.
+
+set -euo pipefail
+
+usage() {
+	sed -n '3,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+KEEP=0
+for arg in "$@"; do
+	case "$arg" in
+	--keep) KEEP=1 ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; echo "demo: unknown argument: $arg" >&2; exit 2 ;;
+	esac
+done
+
+IG_LOG_PREFIX=demo
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+# shellcheck source=scripts/lib.sh
+. "$SCRIPT_DIR/lib.sh"
+
+# Time limits, in seconds, of the polls below; no poll outlives
+# DEMO_BUDGET seconds after the start of the script.
+WAIT_CLIENT=5     # a client connects, or starts waiting on a lock
+WAIT_REPORT=10    # the report shows the silent session blocking 3 others
+WAIT_TERMINATE=15 # idle_guard terminates it (blocking_timeout is 3s)
+WAIT_FINISH=10    # a blocked client completes
+DEMO_BUDGET=110
+DEMO_START=$(date +%s)
+
+bash "$SCRIPT_DIR/setup.sh"
+
+REPO=$(ig_repo_root)
+PG_CONFIG=$(ig_pg_config)
+BINDIR=$("$PG_CONFIG" --bindir)
+unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGOPTIONS PGDATA PGAPPNAME
+
+BUILD_DIR=
+DEMO_DIR=
+SERVER_STARTED=0
+BG_PIDS=() # background psql processes
+
+# --- cleanup ---------------------------------------------------------------
+
+cleanup() {
+	local status=$? pid
+	trap - EXIT INT TERM
+	set +e
+	exec 7>&- # EOF for the forgetful client
+	for pid in "${BG_PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null
+	done
+	if [ "$SERVER_STARTED" -eq 1 ]; then
+		ig_as_server_user "$BINDIR/pg_ctl" -D "$DEMO_DIR/data" -m immediate -w -t 20 stop >/dev/null 2>&1
+	fi
+	[ -n "$DEMO_DIR" ] && ig_stop_servers_under "$DEMO_DIR" "$PG_CONFIG"
+	# Reap the clients; SIGKILL any still there after 5 seconds.
+	for _ in $(seq 50); do
+		for pid in "${BG_PIDS[@]}"; do
+			kill -0 "$pid" 2>/dev/null && break
+			pid=
+		done
+		[ -z "$pid" ] && break
+		sleep 0.1
+	done
+	for pid in "${BG_PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	if [ "$KEEP" -eq 1 ]; then
+		[ -n "$DEMO_DIR" ] && ig_say "kept demo directory: $DEMO_DIR (server log: $DEMO_DIR/server.log)"
+		[ -n "$BUILD_DIR" ] && ig_say "kept build directory: $BUILD_DIR"
+	else
+		[ -n "$DEMO_DIR" ] && rm -rf "$DEMO_DIR"
+		[ -n "$BUILD_DIR" ] && rm -rf "$BUILD_DIR"
+	fi
+	if [ "$status" -eq 0 ]; then
+		ig_say "done"
+	else
+		ig_warn "FAILED (exit status $status)"
+	fi
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- helpers -----------------------------------------------------------------
+
+heading() {
+	printf '\n=== %s ===\n\n' "$*"
+}
+
+# fail MESSAGE: show the end of the server log, then die.
+fail() {
+	if [ -n "$DEMO_DIR" ] && [ -f "$DEMO_DIR/server.log" ]; then
+		ig_warn "last lines of the server log:"
+		tail -n 30 "$DEMO_DIR/server.log" >&2
+	fi
+	ig_die "$*"
+}
+
+# psql against the demo cluster ("${PSQL[@]}", set once the port is known).
+# As root we stay root: root may use the postgres-owned socket directory, and
+# background clients are then our own children, easy to kill.
+PSQL=()
+psql_demo() {
+	"${PSQL[@]}" "$@"
+}
+
+# show SQL: print the statement, then run it with aligned output.
+show() {
+	printf '=> %s\n' "$1"
+	psql_demo -P pager=off -c "$1"
+}
+
+# show_x SQL: like show, in expanded (one line per column) output.
+show_x() {
+	printf '=> %s\n' "$1"
+	psql_demo -P pager=off -x -c "$1"
+}
+
+# value SQL: the single value SQL returns (empty on error; the error is
+# kept in $DEMO_DIR/poll.err for wait_until's message).
+value() {
+	psql_demo -qAt -c "$1" 2>"$DEMO_DIR/poll.err"
+}
+
+# is_true SQL: true when SQL returns the boolean true.
+is_true() {
+	[ "$(value "$1")" = t ]
+}
+
+# wait_until WHAT SECONDS CMD...: poll CMD every 0.1s until it succeeds;
+# fail, naming WHAT, after SECONDS (or when the demo's budget runs out).
+wait_until() {
+	local what=$1 limit=$2 deadline
+	shift 2
+	deadline=$(($(date +%s) + limit))
+	if [ "$deadline" -gt $((DEMO_START + DEMO_BUDGET)) ]; then
+		deadline=$((DEMO_START + DEMO_BUDGET))
+	fi
+	until "$@"; do
+		if [ "$(date +%s)" -ge "$deadline" ]; then
+			if [ -s "$DEMO_DIR/poll.err" ]; then
+				ig_warn "last error from a polling query: $(cat "$DEMO_DIR/poll.err")"
+			fi
+			fail "timed out waiting for: $what"
+		fi
+		sleep 0.1
+	done
+}
+
+# start_client NAME SQL: run SQL in a background psql with application_name
+# NAME, output in $DEMO_DIR/NAME.out.  Records its pid in BG_PIDS and in
+# CLIENT_PID[NAME].  fd 7 (the forgetful client's input) is closed in it.
+declare -A CLIENT_PID=()
+start_client() {
+	local name=$1 sql=$2
+	PGAPPNAME=$name "${PSQL[@]}" -c "$sql" >"$DEMO_DIR/$name.out" 2>&1 7>&- &
+	CLIENT_PID[$name]=$!
+	BG_PIDS+=("$!")
+}
+
+# waits_on_lock NAME: true when the session NAME waits on a heavyweight lock.
+waits_on_lock() {
+	is_true "SELECT EXISTS (SELECT FROM pg_stat_activity
+	         WHERE application_name = '$1' AND wait_event_type = 'Lock')"
+}
+
+# process_gone PID: true when the (child) process PID has exited.
+process_gone() {
+	! kill -0 "$1" 2>/dev/null
+}
+
+# port_free PORT: true when nothing listens on 127.0.0.1:PORT.
+port_free() {
+	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# --- build, install, start a throwaway cluster ------------------------------
+
+BUILD_DIR=$(ig_mktemp_dir idle_guard_demo_build)
+ig_copy_source "$REPO" "$BUILD_DIR" >/dev/null
+ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
+	fail "could not build and install idle_guard (log: $BUILD_DIR/build.log, kept with --keep)"
+
+DEMO_DIR=$(ig_mktemp_dir idle_guard_demo)
+ig_give_to_server_user "$DEMO_DIR"
+
+PORT=
+for p in $(seq 54329 54399); do
+	if port_free "$p"; then
+		PORT=$p
+		break
+	fi
+done
+[ -n "$PORT" ] || fail "no free port in 54329-54399"
+PSQL=("$BINDIR/psql" -X -v ON_ERROR_STOP=1 -h "$DEMO_DIR" -p "$PORT" -U postgres -d postgres)
+
+ig_say "creating a throwaway cluster in $DEMO_DIR/data (port $PORT)"
+ig_as_server_user timeout 60 "$BINDIR/initdb" -D "$DEMO_DIR/data" -U postgres -A trust \
+	--no-locale -E UTF8 --no-sync >"$DEMO_DIR/initdb.log" 2>&1 ||
+	{ cat "$DEMO_DIR/initdb.log" >&2; fail "initdb failed"; }
+cat >>"$DEMO_DIR/data/postgresql.conf" <<EOF
+
+# --- idle_guard demo ---
+listen_addresses = '127.0.0.1'
+port = $PORT
+unix_socket_directories = '$DEMO_DIR'
+fsync = off
+log_line_prefix = '%m [%p] %q[%a] '
+shared_preload_libraries = 'idle_guard'
+idle_guard.action = 'terminate'
+idle_guard.blocking_timeout = '3s'
+idle_guard.idle_timeout = '1min'
+idle_guard.naptime = '200ms'
+EOF
+SERVER_STARTED=1
+ig_as_server_user "$BINDIR/pg_ctl" -D "$DEMO_DIR/data" -l "$DEMO_DIR/server.log" \
+	-w -t 20 start >/dev/null || fail "the server did not start"
+ig_say "server running: $("$BINDIR/postgres" --version), idle_guard preloaded"
+
+# --- the story -----------------------------------------------------------------
+
+heading "1. A table of accounts, and idle_guard"
+psql_demo -q <<'SQL'
+CREATE TABLE accounts (id int PRIMARY KEY, balance int);
+INSERT INTO accounts VALUES (1, 100), (2, 250), (3, 75);
+CREATE EXTENSION idle_guard;
+SQL
+show "SELECT * FROM accounts ORDER BY id;"
+show "SELECT name, setting FROM pg_settings WHERE name LIKE 'idle_guard.%' ORDER BY name;"
+
+heading "2. A forgetful client opens a transaction, updates a row, and goes silent"
+# Its input is a fifo that we keep open on fd 7 (read-write, so opening it
+# never blocks): psql runs what we write and then waits for more, forever.
+mkfifo "$DEMO_DIR/forgetful.in"
+exec 7<>"$DEMO_DIR/forgetful.in"
+PGAPPNAME=forgetful_app "${PSQL[@]}" <"$DEMO_DIR/forgetful.in" >"$DEMO_DIR/forgetful_app.out" 2>&1 7>&- &
+FORGETFUL_CLIENT=$!
+BG_PIDS+=("$FORGETFUL_CLIENT")
+printf '%s\n' "BEGIN;" "UPDATE accounts SET balance = balance - 10 WHERE id = 1;" >&7
+echo "forgetful_app> BEGIN;"
+echo "forgetful_app> UPDATE accounts SET balance = balance - 10 WHERE id = 1;"
+echo "forgetful_app> ... (nothing more: the client went to lunch)"
+wait_until "forgetful_app to be idle in transaction" "$WAIT_CLIENT" \
+	is_true "SELECT EXISTS (SELECT FROM pg_stat_activity
+	         WHERE application_name = 'forgetful_app' AND state = 'idle in transaction')"
+SILENT_PID=$(value "SELECT pid FROM pg_stat_activity WHERE application_name = 'forgetful_app'")
+echo
+echo "Its backend (pid $SILENT_PID) is idle in transaction, holding its locks."
+
+heading "3. Others pile up behind it"
+echo "checkout>  UPDATE accounts SET balance = balance + 1 WHERE id = 1;   -- the same row"
+start_client checkout "UPDATE accounts SET balance = balance + 1 WHERE id = 1"
+wait_until "checkout to wait on a lock" "$WAIT_CLIENT" waits_on_lock checkout
+echo "migration> ALTER TABLE accounts ADD COLUMN note text;               -- needs the whole table"
+start_client migration "ALTER TABLE accounts ADD COLUMN note text"
+wait_until "migration to wait on a lock" "$WAIT_CLIENT" waits_on_lock migration
+echo "reader>    SELECT count(*) FROM accounts;                            -- queues behind the migration"
+start_client reader "SELECT count(*) FROM accounts"
+wait_until "reader to wait on a lock" "$WAIT_CLIENT" waits_on_lock reader
+echo
+show "SELECT pid, application_name, state, wait_event_type, wait_event, pg_blocking_pids(pid) AS blocked_by
+      FROM pg_stat_activity WHERE application_name IN ('forgetful_app', 'checkout', 'migration', 'reader')
+      ORDER BY backend_start;"
+
+heading "4. idle_guard_report(): who is silent, what it holds, whom it blocks"
+# report_ready: the silent session blocks >= 3 sessions in the report; fails
+# the demo at once if the session disappears before we saw that.
+report_ready() {
+	if ! is_true "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $SILENT_PID)"; then
+		fail "pid $SILENT_PID ended before idle_guard_report() showed it blocking 3 sessions"
+	fi
+	is_true "SELECT EXISTS (SELECT FROM idle_guard_report()
+	         WHERE pid = $SILENT_PID AND blocked_total >= 3)"
+}
+wait_until "idle_guard_report() to show pid $SILENT_PID with blocked_total >= 3" \
+	"$WAIT_REPORT" report_ready
+show_x "SELECT pid, application_name, state, silent_for, locks_held, strongest_lock, blocked_direct, blocked_total, rule, deadline, action FROM idle_guard_report();"
+
+heading "5. The deadline passes: idle_guard terminates the silent session"
+wait_until "idle_guard to terminate pid $SILENT_PID" "$WAIT_TERMINATE" \
+	is_true "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $SILENT_PID)"
+echo "pid $SILENT_PID is gone.  The forgetful client finds out with its next statement:"
+echo
+echo "forgetful_app> SELECT 1;"
+printf '%s\n' "SELECT 1;" >&7
+wait_until "the forgetful client to exit" "$WAIT_CLIENT" process_gone "$FORGETFUL_CLIENT"
+forgetful_status=0
+wait "$FORGETFUL_CLIENT" || forgetful_status=$?
+sed 's/^/  | /' "$DEMO_DIR/forgetful_app.out"
+echo "  (psql exited with status $forgetful_status)"
+
+echo
+echo "Everyone it blocked went through:"
+for name in checkout migration reader; do
+	wait_until "$name to finish" "$WAIT_FINISH" process_gone "${CLIENT_PID[$name]}"
+	client_status=0
+	wait "${CLIENT_PID[$name]}" || client_status=$?
+	echo
+	echo "$name (exit status $client_status):"
+	sed 's/^/  | /' "$DEMO_DIR/$name.out"
+	[ "$client_status" -eq 0 ] || fail "$name failed (exit status $client_status)"
+done
+echo
+show "SELECT * FROM accounts ORDER BY id;"
+echo "(account 1: 100 + 1 from checkout; the forgotten -10 was rolled back)"
+
+heading "6. What idle_guard remembers"
+show "SELECT at, pid, application_name, silent_for, locks_held, blocked_total, rule, action, detail FROM idle_guard_history();"
+is_true "SELECT EXISTS (SELECT FROM idle_guard_history() WHERE pid = $SILENT_PID AND action = 'terminated')" ||
+	fail "idle_guard_history() has no 'terminated' entry for pid $SILENT_PID"
+show_x "SELECT * FROM idle_guard_stats();"
+is_true "SELECT terminated >= 1 FROM idle_guard_stats()" ||
+	fail "idle_guard_stats() does not count the termination"
+
+heading "7. The server log"
+# Lines mentioning idle_guard (not the socket path, which contains the
+# name), each with the DETAIL/HINT lines that follow it.
+echo "\$ grep idle_guard server.log"
+awk '/idle_guard/ && !/listening on/ { print; more = 1; found = 1; next }
+     more && /(DETAIL|HINT|CONTEXT): / { print; next }
+     { more = 0 }
+     END { exit !found }' "$DEMO_DIR/server.log" || fail "no idle_guard line in the server log"
+
+echo
+ig_say "the story happened: pid $SILENT_PID was reported, terminated after blocking 3 sessions, and they all completed"

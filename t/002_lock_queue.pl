@@ -1,0 +1,139 @@
+# Copyright (c) 2026, idle_guard developers
+#
+# A silent session blocks through the lock queue: s1 holds only an
+# AccessShareLock, s2's ALTER TABLE waits on it for an AccessExclusiveLock,
+# and s3's plain SELECT queues behind s2.  pg_blocking_pids(s3) names only
+# s2, but idle_guard counts s3 as blocked by s1 too (blocked_direct 1,
+# blocked_total 2), terminates s1 at blocking_timeout, and then both s2's
+# ALTER and s3's SELECT complete.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use IdleGuardTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+# Long enough that the report below is read well before the deadline even
+# on a loaded machine: three sessions must connect first.
+my $timeout_ms = 4000;
+
+my $node = ig_node('lock_queue',
+	'idle_guard.blocking_timeout' => "'${timeout_ms}ms'");
+$node->safe_psql('postgres',
+	'CREATE TABLE t (a int, b text);'
+	  . "INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');");
+my $offset = -s $node->logfile;
+
+my ($s1, $s1_pid) = ig_silent_session($node, 'reader',
+	'BEGIN; SELECT * FROM t;');
+my ($s2, $s2_pid) = ig_waiting_session($node, 'alterer',
+	'ALTER TABLE t ADD COLUMN c int;');
+my ($s3, $s3_pid) = ig_waiting_session($node, 'queued',
+	'SELECT count(*) FROM t;');
+
+my $pids = join(',', sort { $a <=> $b } ($s2_pid, $s3_pid));
+
+# Before the deadline: the report names s1 as the blocker of both.  The
+# row must come from before the deadline, or the assertions below would
+# race with the termination.
+my $row = $node->safe_psql('postgres',
+	"SELECT state, wait_event, locks_held, strongest_lock, backend_xid IS NULL, "
+	  . "blocked_direct, blocked_total, blocked_pids, rule, action, "
+	  . "deadline = silent_since + interval '$timeout_ms ms', "
+	  . "silent_for < interval '$timeout_ms ms' "
+	  . "FROM idle_guard_report() WHERE pid = $s1_pid");
+is($row,
+	"idle in transaction|ClientRead|1|AccessShareLock|t|1|2|{$pids}|blocking|terminate|t|t",
+	'report shows s1 blocking s2 directly and s3 through the queue, before its deadline'
+);
+
+# What PostgreSQL itself says: s2 waits on s1, s3 waits on s2 only.
+is($node->safe_psql('postgres', "SELECT pg_blocking_pids($s2_pid)"),
+	"{$s1_pid}", 'pg_blocking_pids(s2) is s1');
+my $s3_blockers = $node->safe_psql('postgres',
+	"SELECT pg_blocking_pids($s3_pid)");
+is($s3_blockers, "{$s2_pid}",
+	'pg_blocking_pids(s3) is s2 only: s1 is not named');
+
+# The waiters are not reported as silent sessions themselves.
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM idle_guard_report() WHERE pid IN ($s2_pid, $s3_pid)"),
+	'0',
+	'the waiting sessions are not in the report');
+
+# At the deadline s1 is terminated.
+ig_wait_gone($node, $s1_pid, 's1 terminated');
+$node->wait_for_log(
+	qr/idle_guard: terminating silent session pid=$s1_pid user="\w+" db="postgres" app="reader" client=local silent_s=[\d.]+ locks=1 blocked=2 rule=blocking action=terminate/,
+	$offset);
+pass('LOG line counts both blocked sessions');
+
+# s2's ALTER and then s3's SELECT complete.
+ig_wait_for($node,
+	"SELECT count(*) = 0 FROM pg_stat_activity "
+	  . "WHERE pid IN ($s2_pid, $s3_pid) AND wait_event_type = 'Lock'",
+	't', 'neither s2 nor s3 waits any more');
+is($s2->query_safe("SELECT 'alter done'"),
+	'alter done', 's2 finished its ALTER without error');
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_attribute "
+		  . "WHERE attrelid = 't'::regclass AND attname = 'c' AND NOT attisdropped"),
+	'1',
+	'column c was added');
+
+# s3's pending result arrives ahead of the next query's output.
+is($s3->query_safe("SELECT 'select done'"),
+	"3\nselect done", 's3 got the result of its SELECT');
+
+# History: one termination by the blocking rule, with both waiters counted.
+my ($h_rule, $h_action, $h_locks, $h_blocked, $h_ms) = split /\|/,
+  $node->safe_psql('postgres',
+	"SELECT rule, action, locks_held, blocked_total, "
+	  . "extract(epoch FROM silent_for) * 1000 "
+	  . "FROM idle_guard_history() WHERE pid = $s1_pid");
+is($h_rule, 'blocking', 'history: rule blocking');
+is($h_action, 'terminated', 'history: terminated');
+is($h_locks, '1', 'history: one lock held');
+is($h_blocked, '2', 'history: blocked_total 2');
+cmp_ok($h_ms, '>=', $timeout_ms, 'not acted on before blocking_timeout');
+cmp_ok($h_ms, '<', $timeout_ms + 1500, 'acted on soon after the deadline');
+
+is( $node->safe_psql('postgres',
+		'SELECT terminated, skipped FROM idle_guard_stats()'),
+	'1|0', 'counters: one termination, nothing skipped');
+
+ig_close($s1);
+$s2->quit;
+$s3->quit;
+
+# A silent snapshot blocks CREATE INDEX CONCURRENTLY, which waits on the
+# virtual transaction of every older snapshot.  The silent session holds
+# no lock but its own vxid, yet someone waits on it: it is blocking.
+my ($rr, $rr_pid) = ig_silent_session($node, 'snapshot',
+	'BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1;');
+my ($cic, $cic_pid) = ig_waiting_session($node, 'cic',
+	'CREATE INDEX CONCURRENTLY t_a_idx ON t (a);');
+ig_wait_for($node,
+	"SELECT locks_held, backend_xid IS NULL, blocked_direct, "
+	  . "blocked_pids, rule, action "
+	  . "FROM idle_guard_report() WHERE pid = $rr_pid",
+	"0|t|1|{$cic_pid}|blocking|terminate",
+	'report: a snapshot that blocks CREATE INDEX CONCURRENTLY');
+ig_wait_gone($node, $rr_pid, 'silent snapshot terminated');
+ig_wait_for($node,
+	"SELECT count(*) FROM pg_indexes WHERE indexname = 't_a_idx'",
+	'1', 'CREATE INDEX CONCURRENTLY completed');
+is( $node->safe_psql('postgres',
+		"SELECT rule, action, locks_held, blocked_total "
+		  . "FROM idle_guard_history() WHERE pid = $rr_pid"),
+	'blocking|terminated|0|1', 'history: the snapshot holder');
+
+ig_close($rr);
+$cic->quit;
+$node->stop;
+done_testing();

@@ -1,0 +1,136 @@
+# Copyright (c) 2026, idle_guard developers
+#
+# Locks that live only in the main lock table count.  A silent session
+# whose only lock is a transaction-level advisory lock (no xid, no
+# fast-path lock) is seen holding it, is seen blocking a session that waits
+# for the same advisory lock, and is terminated at blocking_timeout; the
+# waiter then gets the lock.  And locks_held counts what pg_locks shows,
+# but its own virtualxid/transactionid rows, for a session that holds
+# several kinds of locks at once (fast-path, main-table relation, advisory,
+# and an xid).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use IdleGuardTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $timeout_ms = 3000;
+
+# idle_timeout stays at the default 1h: a session nobody waits on sits
+# untouched for the whole test.
+my $node = ig_node('advisory',
+	'idle_guard.blocking_timeout' => "'${timeout_ms}ms'");
+$node->safe_psql('postgres',
+	'CREATE TABLE a (id int PRIMARY KEY);'
+	  . 'CREATE TABLE b (id int PRIMARY KEY);'
+	  . 'CREATE TABLE c (id int PRIMARY KEY);'
+	  . 'INSERT INTO a VALUES (1); INSERT INTO b VALUES (1); INSERT INTO c VALUES (1);'
+);
+
+# The locks of a backend as pg_locks shows them, less the locks every
+# transaction holds on its own virtual and real transaction id.
+sub pg_locks_count
+{
+	my ($pid) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_locks WHERE pid = $pid AND granted "
+		  . "AND locktype NOT IN ('virtualxid', 'transactionid')");
+}
+
+# A session holding several kinds of locks, that nobody waits on.
+my ($multi, $multi_pid) = ig_silent_session($node, 'multi',
+	'BEGIN; LOCK TABLE a IN SHARE MODE; SELECT * FROM b; '
+	  . 'SELECT pg_advisory_xact_lock(1); SELECT * FROM c FOR UPDATE;');
+
+my $multi_count = pg_locks_count($multi_pid);
+# a ShareLock; b and b_pkey AccessShareLock; c and c_pkey RowShareLock (the
+# planner locks a table's indexes too); advisory lock 1 ExclusiveLock.
+is($multi_count, '6', 'the several-locks session holds six locks');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(DISTINCT locktype, ',' ORDER BY locktype) FROM pg_locks WHERE pid = $multi_pid"
+	),
+	'advisory,relation,transactionid,virtualxid',
+	'pg_locks shows relation, advisory and xid locks for it');
+is( $node->safe_psql('postgres',
+		"SELECT bool_or(fastpath) AND bool_or(NOT fastpath) FROM pg_locks "
+		  . "WHERE pid = $multi_pid AND locktype = 'relation'"),
+	't',
+	'some of its relation locks are fast-path, some in the main table');
+
+is( $node->safe_psql('postgres',
+		"SELECT locks_held, strongest_lock, blocked_total, backend_xid IS NOT NULL, "
+		  . "rule, action, deadline = silent_since + interval '1 hour' "
+		  . "FROM idle_guard_report() WHERE pid = $multi_pid"),
+	"$multi_count|ExclusiveLock|0|t|idle|terminate|t",
+	'report: locks_held equals the pg_locks count, strongest ExclusiveLock, idle rule in 1h'
+);
+
+# The advisory-only holder and a session waiting for the same lock.
+my $offset = -s $node->logfile;
+my ($holder, $holder_pid) = ig_silent_session($node, 'advisory_holder',
+	'BEGIN; SELECT pg_advisory_xact_lock(42);');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(locktype || ':' || mode || ':' || fastpath, ',' ORDER BY locktype) "
+		  . "FROM pg_locks WHERE pid = $holder_pid"),
+	'advisory:ExclusiveLock:false,virtualxid:ExclusiveLock:true',
+	'the holder has no xid and no fast-path lock: only the advisory lock in the main table'
+);
+my ($waiter, $waiter_pid) = ig_waiting_session($node, 'advisory_waiter',
+	'SELECT pg_advisory_xact_lock(42);');
+
+my $row = $node->safe_psql('postgres',
+	"SELECT locks_held, strongest_lock, blocked_direct, blocked_total, blocked_pids, "
+	  . "backend_xid IS NULL, rule, action, silent_for < interval '$timeout_ms ms' "
+	  . "FROM idle_guard_report() WHERE pid = $holder_pid");
+is($row, "1|ExclusiveLock|1|1|{$waiter_pid}|t|blocking|terminate|t",
+	'report shows the advisory-only holder blocking the waiter, before its deadline'
+);
+is(pg_locks_count($holder_pid), '1',
+	'pg_locks agrees: one lock besides its virtualxid');
+
+ig_wait_gone($node, $holder_pid, 'advisory holder terminated');
+
+# The waiter got the advisory lock and its statement finished.
+ig_wait_for($node,
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $waiter_pid AND wait_event_type = 'Lock'",
+	't', 'waiter no longer waits');
+is($waiter->query_safe("SELECT 'waiter done'"),
+	"\nwaiter done", 'waiter finished pg_advisory_xact_lock(42)');
+
+$node->wait_for_log(
+	qr/idle_guard: terminating silent session pid=$holder_pid user="\w+" db="postgres" app="advisory_holder" client=local silent_s=[\d.]+ locks=1 blocked=1 rule=blocking action=terminate/,
+	$offset);
+pass('LOG line: one lock, one blocked session');
+
+my ($h_rule, $h_action, $h_locks, $h_blocked, $h_ms) = split /\|/,
+  $node->safe_psql('postgres',
+	"SELECT rule, action, locks_held, blocked_total, "
+	  . "extract(epoch FROM silent_for) * 1000 "
+	  . "FROM idle_guard_history() WHERE pid = $holder_pid");
+is("$h_rule|$h_action|$h_locks|$h_blocked", 'blocking|terminated|1|1',
+	'history: advisory holder terminated by the blocking rule');
+cmp_ok($h_ms, '>=', $timeout_ms, 'not acted on before blocking_timeout');
+
+# Nobody waits on the several-locks session: it is still there, untouched,
+# with the same count, after all that.
+ok(ig_pid_alive($node, $multi_pid), 'the several-locks session is spared');
+is( $node->safe_psql('postgres',
+		"SELECT locks_held FROM idle_guard_report() WHERE pid = $multi_pid"),
+	pg_locks_count($multi_pid),
+	'its locks_held still equals the pg_locks count');
+is( $node->safe_psql('postgres',
+		'SELECT terminated, skipped FROM idle_guard_stats()'),
+	'1|0', 'counters: one termination');
+
+$multi->query_safe('ROLLBACK');
+$multi->quit;
+ig_close($holder);
+$waiter->quit;
+$node->stop;
+done_testing();

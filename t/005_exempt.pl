@@ -1,0 +1,217 @@
+# Copyright (c) 2026, idle_guard developers
+#
+# Exempt sessions are never acted on.  A silent session that blocks a
+# writer past blocking_timeout is spared, and shown by idle_guard_report()
+# with action 'exempt', when its role is in idle_guard.exempt_roles or its
+# application_name matches idle_guard.exempt_applications: by the default
+# entry 'pg_dump', by an exact name, or by a prefix pattern ('etl_*').
+# Each exempt session is seen blocking past its deadline, the worker is
+# seen sweeping after that deadline, and the session is still there and
+# usable.  Non-exempt sessions blocking on the same node at the same time
+# are terminated (so the worker does act there), including names that only
+# nearly match an entry, and 'pg_dump' once the default list is replaced.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use IdleGuardTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+# A silent session of another role.  (ig_silent_session's "user" option
+# puts "dbname=... user=..." inside the dbname of the node's connstr,
+# which libpq does not expand a second time, so it cannot connect.)
+sub silent_as
+{
+	my ($node, $user, $app, $sql) = @_;
+	my $s = $node->background_psql('postgres',
+		on_error_stop => 0,
+		extra_params => [ '-U', $user ]);
+	my $pid = $s->query_safe(
+		"SET application_name = '$app'; SELECT pg_backend_pid();");
+	$pid =~ s/\s+//g;
+	$s->query_safe($sql);
+	return ($s, $pid);
+}
+
+# Reload the configuration and wait until the worker judges with it: new
+# sessions see $value for $guc (the postmaster has reloaded and signalled
+# its children), then a worker sweep starts after that moment.  A second
+# reload makes that sweep happen at once (the worker sweeps on every
+# reload) instead of at the next periodic sweep.
+sub reload_and_wait
+{
+	my ($node, $guc, $value) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	ig_wait_for($node, "SELECT current_setting('$guc') = '$value'",
+		't', "reload: $guc = '$value'");
+	my $t = $node->safe_psql('postgres',
+		'SELECT clock_timestamp() FROM pg_reload_conf()');
+	ig_wait_for($node,
+		"SELECT last_sweep_at - make_interval(secs => last_sweep_ms / 1000) > '$t' "
+		  . "FROM idle_guard_stats()",
+		't', 'worker swept with the reloaded configuration');
+}
+
+# The report row of one session: rule, action, blocked_total, and whether
+# it has been silent for more than blocking_timeout (2s).
+sub report_row
+{
+	my ($node, $pid) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT rule, action, blocked_total, silent_for > interval '2 s' "
+		  . "FROM idle_guard_report() WHERE pid = $pid");
+}
+
+# Every idle_guard action recorded or logged for a pid.
+sub history_of
+{
+	my ($node, $pid) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT string_agg(action, ',' ORDER BY at) FROM idle_guard_history() "
+		  . "WHERE pid = $pid");
+}
+
+sub logged_for
+{
+	my ($node, $pid) = @_;
+	return slurp_file($node->logfile) =~ /idle_guard: .* pid=$pid\b/;
+}
+
+my $node = ig_node('exempt', 'idle_guard.exempt_roles' => "'batch'");
+$node->safe_psql(
+	'postgres', q{
+	CREATE TABLE jobs (id int PRIMARY KEY, v int);
+	INSERT INTO jobs SELECT g, 0 FROM generate_series(1, 10) g;
+	CREATE TABLE dump_me (id int);
+	CREATE ROLE batch LOGIN;
+	GRANT SELECT, UPDATE ON jobs TO batch;
+});
+
+#
+# Phase 1: exempt by role, and by the default exempt_applications.
+#
+is($node->safe_psql('postgres', 'SHOW idle_guard.exempt_applications'),
+	'pg_dump', 'exempt_applications defaults to pg_dump');
+
+my ($by_role, $by_role_pid) = silent_as($node, 'batch', 'batch_loader',
+	'BEGIN; UPDATE jobs SET v = v + 1 WHERE id = 1;');
+is( $node->safe_psql('postgres',
+		"SELECT usename FROM pg_stat_activity WHERE pid = $by_role_pid"),
+	'batch',
+	'role-exempt session runs as batch');
+
+# What pg_dump does: a repeatable-read snapshot and ACCESS SHARE locks on
+# the tables it dumps, which block DDL.
+my ($dump, $dump_pid) = ig_silent_session($node, 'pg_dump',
+	'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT count(*) FROM dump_me;'
+);
+my ($control, $control_pid) = ig_silent_session($node, 'webapp',
+	'BEGIN; UPDATE jobs SET v = v + 1 WHERE id = 3;');
+
+my ($w_role) =
+  ig_waiting_session($node, 'w_role', 'UPDATE jobs SET v = 10 WHERE id = 1;');
+my ($w_dump) = ig_waiting_session($node, 'w_dump',
+	'ALTER TABLE dump_me ADD COLUMN note text;');
+my ($w_control) = ig_waiting_session($node, 'w_control',
+	'UPDATE jobs SET v = 10 WHERE id = 3;');
+
+is( $node->safe_psql('postgres',
+		"SELECT application_name, usename, rule, action, blocked_total "
+		  . "FROM idle_guard_report() ORDER BY application_name"),
+	"batch_loader|batch|blocking|exempt|1\n"
+	  . "pg_dump|postgres|blocking|exempt|1\n"
+	  . "webapp|postgres|blocking|terminate|1",
+	'report: role and default application exempt, control to be terminated');
+
+# Positive control: the worker acts on this node.
+ig_wait_gone($node, $control_pid, 'non-exempt blocking session terminated');
+is(history_of($node, $control_pid), 'terminated', 'control in history');
+
+for my $case ([ 'role batch', $by_role_pid ], [ 'app pg_dump', $dump_pid ])
+{
+	my ($what, $pid) = @$case;
+	ig_wait_sweep_after($node, $pid, 2000);
+	ok(ig_pid_alive($node, $pid), "$what: alive after a sweep past its deadline");
+	is(report_row($node, $pid), 'blocking|exempt|1|t',
+		"$what: still blocking past blocking_timeout, action exempt");
+	is(history_of($node, $pid), '', "$what: no history entry");
+	ok(!logged_for($node, $pid), "$what: no LOG line");
+}
+
+# The exempt sessions are intact: they can finish their work, and then the
+# writers they blocked proceed.
+$by_role->query_safe('COMMIT');
+$dump->query_safe('COMMIT');
+ig_wait_for($node,
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+	't', 'writers proceed once the exempt sessions commit');
+is($node->safe_psql('postgres', 'SELECT v FROM jobs WHERE id = 1'),
+	'10', 'role-exempt update committed, then the writer\'s');
+$_->quit for ($by_role, $dump, $w_role, $w_dump, $w_control);
+ig_close($control);
+
+#
+# Phase 2: an exact name and a prefix pattern.  Replacing the list drops
+# the default pg_dump entry.
+#
+$node->safe_psql('postgres',
+	"ALTER SYSTEM SET idle_guard.exempt_applications = 'nightly_export, etl_*'"
+);
+reload_and_wait($node, 'idle_guard.exempt_applications',
+	'nightly_export, etl_*');
+
+my %s;
+my $id = 4;
+for my $app (qw(nightly_export etl_nightly nightly_export_v2 etl pg_dump))
+{
+	my ($h, $pid) = ig_silent_session($node, $app,
+		"BEGIN; UPDATE jobs SET v = v + 1 WHERE id = $id;");
+	my ($w) = ig_waiting_session($node, "w_$app",
+		"UPDATE jobs SET v = 10 WHERE id = $id;");
+	$s{$app} = { holder => $h, pid => $pid, waiter => $w };
+	$id++;
+}
+
+is( $node->safe_psql('postgres',
+		"SELECT application_name, action FROM idle_guard_report() "
+		  . "ORDER BY application_name"),
+	"etl|terminate\n"
+	  . "etl_nightly|exempt\n"
+	  . "nightly_export|exempt\n"
+	  . "nightly_export_v2|terminate\n"
+	  . "pg_dump|terminate",
+	'report: exact name and prefix exempt, near misses and pg_dump not');
+
+for my $app (qw(nightly_export_v2 etl pg_dump))
+{
+	ig_wait_gone($node, $s{$app}{pid}, "$app: not exempt, terminated");
+}
+
+for my $app (qw(nightly_export etl_nightly))
+{
+	my $pid = $s{$app}{pid};
+	ig_wait_sweep_after($node, $pid, 2000);
+	ok(ig_pid_alive($node, $pid), "$app: alive after a sweep past its deadline");
+	is(report_row($node, $pid), 'blocking|exempt|1|t',
+		"$app: still blocking past blocking_timeout, action exempt");
+	is(history_of($node, $pid), '', "$app: no history entry");
+	ok(!logged_for($node, $pid), "$app: no LOG line");
+	$s{$app}{holder}->query_safe('ROLLBACK');
+}
+
+is($node->safe_psql('postgres', 'SELECT terminated, skipped FROM idle_guard_stats()'),
+	'4|0', 'only the four non-exempt sessions were terminated');
+
+for my $app (keys %s)
+{
+	ig_close($s{$app}{holder});
+	ig_close($s{$app}{waiter});
+}
+$node->stop;
+done_testing();

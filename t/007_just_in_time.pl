@@ -1,0 +1,185 @@
+# Copyright (c) 2026, idle_guard developers
+#
+# Deadlines count from the start of the current silence only.
+#
+# A client that commits shortly before its deadline is not hit: the writer
+# it blocked proceeds, nothing is logged or recorded, and the client is
+# still connected after the worker has swept past the old deadline.
+#
+# A client that wakes up before its deadline and goes silent again in the
+# same transaction starts a new episode: the report's silent_since and
+# deadline move, the worker sweeps at the old deadline and spares it, and
+# it is terminated only at the new deadline, with silent_for measured from
+# the new silence.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use IdleGuardTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+# Milliseconds between two timestamps (text), computed by the server.
+sub ms_between
+{
+	my ($node, $from, $to) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT (extract(epoch FROM '$to'::timestamptz - '$from'::timestamptz) * 1000)::float8"
+	);
+}
+
+# Wait until the worker has swept after the given moment.
+sub wait_sweep_after_ts
+{
+	my ($node, $ts, $what) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	ig_wait_for($node,
+		"SELECT last_sweep_at > '$ts'::timestamptz FROM idle_guard_stats()",
+		't', $what);
+}
+
+# Make the worker look now (a reload makes it sweep at once) and wait for
+# a sweep that started after that and saw $n silent lock holders: from
+# then on the worker has their deadlines in its schedule.  Without this,
+# a session silent for less than blocking_timeout may never have been
+# seen by the worker, which sweeps every blocking_timeout when idle.
+sub worker_looks_now
+{
+	my ($node, $n, $what) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $t = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	ig_wait_for($node,
+		"SELECT last_sweep_at - make_interval(secs => last_sweep_ms / 1000) > '$t' "
+		  . "AND guarded_now = $n FROM idle_guard_stats()",
+		't', $what);
+}
+
+# Wait until the session has been silent (in its current episode) for
+# more than 2 seconds, one second before its 3 second deadline.
+sub wait_silent_2s
+{
+	my ($node, $pid, $what) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	ig_wait_for($node,
+		"SELECT now() - state_change > interval '2 s' "
+		  . "FROM pg_stat_activity WHERE pid = $pid",
+		't', $what);
+}
+
+my $node = ig_node('just_in_time', 'idle_guard.blocking_timeout' => "'3s'");
+$node->safe_psql('postgres',
+	'CREATE TABLE accounts (id int PRIMARY KEY, balance int);'
+	  . 'INSERT INTO accounts VALUES (1, 100), (2, 100);');
+my $offset = -s $node->logfile;
+
+#
+# 1. Commit one second before the deadline.
+#
+my ($early, $early_pid) = ig_silent_session($node, 'early_bird',
+	'BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 1;');
+my ($writer, $writer_pid) = ig_waiting_session($node, 'writer',
+	'UPDATE accounts SET balance = balance + 1 WHERE id = 1;');
+worker_looks_now($node, 1, 'the worker has seen the silent session');
+my ($since, $deadline) = split /\|/, $node->safe_psql('postgres',
+	"SELECT silent_since, deadline FROM idle_guard_report() WHERE pid = $early_pid"
+);
+is(ms_between($node, $since, $deadline), '3000', 'deadline is 3s after silence');
+
+wait_silent_2s($node, $early_pid, 'silent for 2s');
+$early->query_safe('COMMIT');
+ok( $node->safe_psql('postgres', "SELECT clock_timestamp() < '$deadline'")
+	  eq 't',
+	'committed before the deadline');
+
+ig_wait_for($node,
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $writer_pid AND wait_event_type = 'Lock'",
+	't', 'writer proceeds after the commit');
+$writer->query_safe('SELECT 1');
+
+# The worker had this deadline in its schedule: it sweeps then and finds
+# nothing to do (the session is no longer silent).
+wait_sweep_after_ts($node, $deadline, 'worker swept after the old deadline');
+ok(ig_pid_alive($node, $early_pid), 'committed client still connected');
+is($early->query_safe('SELECT 42;'), '42', 'and usable');
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM idle_guard_history() WHERE pid = $early_pid"),
+	'0',
+	'no history entry');
+unlike(slurp_file($node->logfile, $offset),
+	qr/idle_guard: [^\n]*pid=$early_pid\b/, 'no LOG line');
+is( $node->safe_psql('postgres',
+		'SELECT reported, terminated, skipped FROM idle_guard_stats()'),
+	'0|0|0',
+	'no action at all');
+is($node->safe_psql('postgres', 'SELECT balance FROM accounts WHERE id = 1'),
+	'91', 'both updates committed');
+
+#
+# 2. Wake up before the deadline, go silent again in the same transaction.
+#
+my ($dozer, $dozer_pid) = ig_silent_session($node, 'dozer',
+	'BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 2;');
+my ($writer2, $writer2_pid) = ig_waiting_session($node, 'writer2',
+	'UPDATE accounts SET balance = balance + 1 WHERE id = 2;');
+worker_looks_now($node, 1, 'the worker has seen the silent session');
+my ($since1, $deadline1, $xact1) = split /\|/, $node->safe_psql('postgres',
+	"SELECT silent_since, deadline, xact_start FROM idle_guard_report() WHERE pid = $dozer_pid"
+);
+
+wait_silent_2s($node, $dozer_pid, 'silent for 2s');
+$dozer->query_safe('SELECT 1;');
+
+my ($since2, $deadline2, $xact2, $rule2) = split /\|/, $node->safe_psql('postgres',
+	"SELECT silent_since, deadline, xact_start, rule FROM idle_guard_report() WHERE pid = $dozer_pid"
+);
+is($xact2, $xact1, 'same transaction');
+is($rule2, 'blocking', 'still blocking the writer');
+cmp_ok(ms_between($node, $since1, $since2), '>=', 2000,
+	'silent_since moved to the new silence');
+is(ms_between($node, $since2, $deadline2), '3000',
+	'new deadline is 3s after the new silence');
+
+# The worker had the old deadline in its schedule: it sweeps then, finds
+# a new episode that is not due, and spares it.
+wait_sweep_after_ts($node, $deadline1, 'worker swept after the old deadline');
+ok(ig_pid_alive($node, $dozer_pid), 'alive after the old deadline');
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM idle_guard_history() WHERE pid = $dozer_pid"),
+	'0',
+	'nothing recorded at the old deadline');
+
+ig_wait_gone($node, $dozer_pid, 'terminated at the new deadline');
+my ($at, $silent_ms) = split /\|/, $node->safe_psql('postgres',
+	"SELECT at, (extract(epoch FROM silent_for) * 1000)::float8 FROM idle_guard_history() "
+	  . "WHERE pid = $dozer_pid AND action = 'terminated'");
+cmp_ok(ms_between($node, $deadline2, $at), '>=', 0,
+	'not terminated before the new deadline');
+cmp_ok(ms_between($node, $since1, $at), '>=', 3000 + 2000,
+	'terminated more than blocking_timeout + the nap after the first silence');
+cmp_ok($silent_ms, '>=', 3000, 'silent_for counts from the new silence ...');
+cmp_ok($silent_ms, '<', 3000 + 1500, '... not from the first one');
+$node->wait_for_log(
+	qr/idle_guard: terminating silent session pid=$dozer_pid .* silent_s=3\.\d+ .* rule=blocking action=terminate/,
+	$offset);
+pass('LOG line says it was silent for 3s');
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM idle_guard_history() WHERE pid = $dozer_pid"),
+	'1',
+	'one history entry for the dozer');
+
+ig_wait_for($node,
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $writer2_pid AND wait_event_type = 'Lock'",
+	't', 'second writer proceeds');
+$writer2->query_safe('SELECT 1');
+
+ig_close($dozer);
+$early->quit;
+$writer->quit;
+$writer2->quit;
+$node->stop;
+done_testing();

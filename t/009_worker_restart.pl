@@ -1,0 +1,111 @@
+# Copyright (c) 2026, idle_guard developers
+#
+# The worker is a background worker of type 'idle_guard', visible in
+# pg_stat_activity and named by idle_guard_stats().  When it is terminated
+# with pg_terminate_backend(), idle_guard_stats() shows no worker, the
+# postmaster starts a new one (another pid) after the restart interval of
+# 5 seconds, the counters carry on, and the new worker acts: a blocking
+# silent session is terminated afterwards.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use IdleGuardTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = ig_node('worker_restart');
+$node->safe_psql('postgres',
+	'CREATE TABLE accounts (id int PRIMARY KEY, balance int);'
+	  . 'INSERT INTO accounts VALUES (1, 100);');
+
+ig_wait_for($node,
+	"SELECT worker_pid IS NOT NULL AND sweeps > 0 FROM idle_guard_stats()",
+	't', 'worker running and sweeping');
+my ($old_pid, $old_started, $sweeps) = split /\|/,
+  $node->safe_psql('postgres',
+	'SELECT worker_pid, worker_started_at, sweeps FROM idle_guard_stats()');
+
+is( $node->safe_psql('postgres',
+		"SELECT backend_type, application_name, datname IS NULL "
+		  . "FROM pg_stat_activity WHERE pid = $old_pid"),
+	'idle_guard|idle_guard worker|t',
+	'pg_stat_activity: backend_type idle_guard, connected to no database');
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'idle_guard'"),
+	'1',
+	'exactly one worker');
+ok($node->log_contains(qr/idle_guard worker started/), 'start is logged');
+
+#
+# Terminate the worker.
+#
+my $offset = -s $node->logfile;
+my $t_kill = $node->safe_psql('postgres',
+	"SELECT clock_timestamp() FROM pg_terminate_backend($old_pid) AS t WHERE t");
+isnt($t_kill, '', 'pg_terminate_backend(worker_pid) succeeded');
+
+# The restart interval is 5s, so the gap is visible.
+ig_wait_for($node,
+	"SELECT worker_pid IS NULL FROM idle_guard_stats()",
+	't', 'no worker right after the termination');
+ig_wait_for($node,
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'idle_guard'",
+	't', 'no worker in pg_stat_activity');
+$node->wait_for_log(
+	qr/background worker "idle_guard" \(PID $old_pid\) exited with exit code 1/,
+	$offset);
+pass('the postmaster saw the worker exit');
+
+ig_wait_for($node,
+	"SELECT worker_pid IS NOT NULL AND worker_pid <> $old_pid "
+	  . "FROM idle_guard_stats()",
+	't', 'a new worker has started');
+my ($new_pid, $new_started) = split /\|/, $node->safe_psql('postgres',
+	'SELECT worker_pid, worker_started_at FROM idle_guard_stats()');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(pid::text, ',') FROM pg_stat_activity "
+		  . "WHERE backend_type = 'idle_guard'"),
+	$new_pid,
+	'pg_stat_activity shows the new worker only');
+my $gap_ms = $node->safe_psql('postgres',
+	"SELECT (extract(epoch FROM '$new_started'::timestamptz - '$t_kill') * 1000)::float8"
+);
+cmp_ok($gap_ms, '>=', 4500, 'restarted after the restart interval (5s) ...');
+cmp_ok($gap_ms, '<', 30000, '... not much later');
+$node->wait_for_log(qr/idle_guard worker started/, $offset);
+pass('the new worker logs its start');
+
+ig_wait_for($node, "SELECT sweeps > $sweeps FROM idle_guard_stats()",
+	't', 'the sweep counter carries on');
+
+#
+# The new worker acts.
+#
+my ($holder, $pid) = ig_silent_session($node, 'forgetful',
+	'BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 1;');
+my ($writer, $writer_pid) = ig_waiting_session($node, 'writer',
+	'UPDATE accounts SET balance = balance + 1 WHERE id = 1;');
+ig_wait_gone($node, $pid, 'blocking silent session terminated by the new worker');
+$node->wait_for_log(
+	qr/\[$new_pid\] LOG:  idle_guard: terminating silent session pid=$pid /,
+	$offset);
+pass('the LOG line comes from the new worker');
+is( $node->safe_psql('postgres',
+		"SELECT action FROM idle_guard_history() WHERE pid = $pid"),
+	'terminated',
+	'history records it');
+is($node->safe_psql('postgres', 'SELECT terminated FROM idle_guard_stats()'),
+	'1', 'stats count it');
+$writer->query_safe('SELECT 1');
+is($node->safe_psql('postgres', 'SELECT balance FROM accounts'),
+	'101', 'the writer proceeded');
+
+ig_close($holder);
+$writer->quit;
+$node->stop;
+done_testing();
