@@ -11,22 +11,26 @@ OBJS = \
 	src/backends.o \
 	src/locks.o \
 	src/policy.o \
+	src/session_policy.o \
 	src/pipeline.o \
 	src/action.o \
 	src/worker.o \
 	src/report.o
 
 EXTENSION = idle_guard
-DATA = idle_guard--1.0.sql
+DATA = idle_guard--1.0.sql idle_guard--1.0--1.1.sql
 PGFILEDESC = "idle_guard - end silent transactions that hold locks"
 
-PG_CPPFLAGS = -I$(srcdir)/src
+# One source of truth for the version: the control file's default_version
+IDLE_GUARD_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" \
+	$(dir $(lastword $(MAKEFILE_LIST)))idle_guard.control)
+PG_CPPFLAGS = -I$(srcdir)/src -DIDLE_GUARD_VERSION='"$(IDLE_GUARD_VERSION)"'
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
 
 # The regression suite runs against a temporary server with idle_guard
 # preloaded.  Not "tmp_check": the TAP step deletes that directory.
-REGRESS = setup gucs report privileges
+REGRESS = setup gucs report privileges upgrade
 REGRESS_OPTS = --temp-instance=./tmp_regress \
 	--temp-config=$(srcdir)/test/preload.conf
 TAP_TESTS = 1
@@ -36,6 +40,10 @@ EXTRA_CLEAN = tmp_regress tmp_nopreload output_nopreload test/policy_test
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Every object depends on the shared headers (PGXS tracks them only when
+# the server was configured with --enable-depend).
+$(OBJS): src/idle_guard.h src/compat.h
 
 # A second regression run against a server that does not preload the
 # library: CREATE EXTENSION works, every function explains what is missing.

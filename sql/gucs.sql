@@ -16,13 +16,35 @@ SHOW idle_guard.exempt_roles;
 SHOW idle_guard.exempt_applications;
 SHOW idle_guard.history_size;
 
--- Policy is the DBA's: no session can change it for itself
+-- Policy is the DBA's: an ordinary role cannot change it for itself
+CREATE ROLE ig_user;
+SET ROLE ig_user;
 SET idle_guard.action = 'off';
 SET idle_guard.blocking_timeout = 0;
 BEGIN;
 SET LOCAL idle_guard.idle_timeout = 0;
 ROLLBACK;
-ALTER ROLE CURRENT_USER SET idle_guard.action = 'off';
+SET idle_guard.naptime = '1s';
+SET idle_guard.exempt_applications = 'psql';
+RESET ROLE;
+
+-- A role granted SET on a parameter may set that one, and only that one
+GRANT SET ON PARAMETER idle_guard.idle_timeout TO ig_user;
+SET ROLE ig_user;
+SET idle_guard.idle_timeout = '10min';
+SHOW idle_guard.idle_timeout;
+SET idle_guard.action = 'off';
+RESET idle_guard.idle_timeout;
+RESET ROLE;
+REVOKE SET ON PARAMETER idle_guard.idle_timeout FROM ig_user;
+DROP ROLE ig_user;
+
+-- A superuser may set the per-session settings, not the worker's own
+SET idle_guard.action = 'off';
+SHOW idle_guard.action;
+RESET idle_guard.action;
+SET idle_guard.naptime = '1s';
+ALTER ROLE CURRENT_USER SET idle_guard.exempt_roles = 'me';
 
 -- The prefix is reserved: misspelled settings are errors, not placeholders
 SET idle_guard.blocking_timout = '1s';

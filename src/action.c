@@ -65,7 +65,7 @@ static bool ig_recheck_and_signal(const IgSession *s, const char **why);
  *		and terminate it.
  */
 void
-idle_guard_act(IgSession *s, const IgPolicy *policy)
+idle_guard_act(IgSession *s)
 {
 	IgTarget	t;
 	TimestampTz now = GetCurrentTimestamp();

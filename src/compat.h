@@ -4,9 +4,12 @@
  *		Every PostgreSQL version difference idle_guard depends on, as small
  *		static inline wrappers, so that no other file needs a version #if.
  *
- * Supported: PostgreSQL 15 and later.  The wrappers for 16+ cover the
- * switch of the lock manager's queues from SHM_QUEUE/PROC_QUEUE to
- * dlist/dclist and the renamed backend-status accessors.
+ * Supported: PostgreSQL 15 and later.
+ *	16: lock-manager queues move from SHM_QUEUE/PROC_QUEUE to dlist/dclist;
+ *		backend-status accessors renamed; SetSingleFuncCall removed.
+ *	17: PGPROC's lxid moves into vxid; extensions name their wait events.
+ *	18: fast-path lock slots become a variable number of 16-slot groups;
+ *		PG_MODULE_MAGIC_EXT carries the module's name and version.
  *
  * Copyright (c) 2026, idle_guard developers
  *
@@ -20,11 +23,13 @@
 
 #include <signal.h>
 
+#include "fmgr.h"
 #include "funcapi.h"
 #include "storage/ipc.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/backend_status.h"
+#include "utils/wait_event.h"
 
 #if PG_VERSION_NUM < 150000
 #error "idle_guard requires PostgreSQL 15 or later"
@@ -48,22 +53,67 @@
 static inline int
 ig_fastpath_slots(void)
 {
+#if PG_VERSION_NUM >= 180000
+	return FastPathLockSlotsPerBackend();
+#else
 	return FP_LOCK_SLOTS_PER_BACKEND;
+#endif
 }
 
 /* Mode bits of one fast-path slot; bit b means lock mode b + 1 */
 static inline uint32
 ig_fastpath_bits(PGPROC *proc, int slot)
 {
+#if PG_VERSION_NUM >= 180000
+	uint64		group = proc->fpLockBits[slot / FP_LOCK_SLOTS_PER_GROUP];
+
+	return (uint32) ((group >> (IG_FP_BITS_PER_SLOT *
+								(slot % FP_LOCK_SLOTS_PER_GROUP))) &
+					 IG_FP_MASK);
+#else
 	return (uint32) ((proc->fpLockBits >> (IG_FP_BITS_PER_SLOT * slot)) &
 					 IG_FP_MASK);
+#endif
 }
 
 /* Local transaction id of a backend's current top-level transaction */
 static inline LocalTransactionId
 ig_proc_lxid(PGPROC *proc)
 {
+#if PG_VERSION_NUM >= 170000
+	return proc->vxid.lxid;
+#else
 	return proc->lxid;
+#endif
+}
+
+/*
+ * The module magic block: from 18 on it also names the module and its
+ * version, which pg_get_loaded_modules() shows.
+ */
+#if PG_VERSION_NUM >= 180000
+#define IG_MODULE_MAGIC \
+	PG_MODULE_MAGIC_EXT(.name = "idle_guard", .version = IDLE_GUARD_VERSION)
+#else
+#define IG_MODULE_MAGIC PG_MODULE_MAGIC
+#endif
+
+/*
+ * Wait event the worker sleeps under: its own name ("IdleGuardMain") in
+ * pg_stat_activity from 17 on, the generic "Extension" before.
+ */
+static inline uint32
+ig_worker_wait_event(void)
+{
+#if PG_VERSION_NUM >= 170000
+	static uint32 event = 0;
+
+	if (event == 0)
+		event = WaitEventExtensionNew("IdleGuardMain");
+	return event;
+#else
+	return PG_WAIT_EXTENSION;
+#endif
 }
 
 /* Number of backend-status entries in the local snapshot */

@@ -4,11 +4,12 @@
  *		Module load: the idle_guard.* settings, the shared-memory hooks and
  *		the registration of the background worker.
  *
- * Every policy setting is PGC_SIGHUP: set in postgresql.conf (or with
- * ALTER SYSTEM) and applied by a reload, so that the worker and every
- * session calling idle_guard_report() judge with the same values and no
- * client can switch the policy off for itself.  history_size sizes shared
- * memory and so needs a restart.
+ * action, blocking_timeout and idle_timeout are PGC_SUSET: postgresql.conf
+ * sets the cluster-wide default, and only superusers or roles granted SET
+ * on the parameter may give a role, a database or a session other values;
+ * each backend publishes its own values for the worker (session_policy.c).
+ * naptime and the exemption lists are PGC_SIGHUP: they configure the
+ * worker itself.  history_size sizes shared memory and needs a restart.
  *
  * Copyright (c) 2026, idle_guard developers
  *
@@ -32,7 +33,7 @@
 #include "compat.h"
 #include "idle_guard.h"
 
-PG_MODULE_MAGIC;
+IG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
@@ -69,6 +70,11 @@ static IgNameList *ig_exempt_apps = NULL;
 static shmem_request_hook_type ig_prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type ig_prev_shmem_startup_hook = NULL;
 
+static bool ig_check_action(int *newval, void **extra, GucSource source);
+static void ig_assign_action(int newval, void *extra);
+static bool ig_check_timeout(int *newval, void **extra, GucSource source);
+static void ig_assign_blocking(int newval, void *extra);
+static void ig_assign_idle(int newval, void *extra);
 static void ig_shmem_request(void);
 static void ig_shmem_startup(void);
 static IgNameList *ig_make_name_list(List *names);
@@ -99,9 +105,9 @@ _PG_init(void)
 							 &idle_guard_action,
 							 IG_ACTION_REPORT,
 							 ig_action_options,
-							 PGC_SIGHUP,
+							 PGC_SUSET,
 							 0,
-							 NULL, NULL, NULL);
+							 ig_check_action, ig_assign_action, NULL);
 
 	DefineCustomIntVariable("idle_guard.blocking_timeout",
 							"How long a silent session may hold locks that another session waits for.",
@@ -109,9 +115,9 @@ _PG_init(void)
 							&idle_guard_blocking_timeout,
 							30 * 1000,
 							0, INT_MAX,
-							PGC_SIGHUP,
+							PGC_SUSET,
 							GUC_UNIT_MS,
-							NULL, NULL, NULL);
+							ig_check_timeout, ig_assign_blocking, NULL);
 
 	DefineCustomIntVariable("idle_guard.idle_timeout",
 							"How long a silent session may hold locks even if nobody waits for them.",
@@ -119,9 +125,9 @@ _PG_init(void)
 							&idle_guard_idle_timeout,
 							5 * 60 * 1000,
 							0, INT_MAX,
-							PGC_SIGHUP,
+							PGC_SUSET,
 							GUC_UNIT_MS,
-							NULL, NULL, NULL);
+							ig_check_timeout, ig_assign_idle, NULL);
 
 	DefineCustomIntVariable("idle_guard.naptime",
 							"How often the worker looks for new waiters behind silent sessions.",
@@ -207,9 +213,45 @@ ig_shmem_startup(void)
 }
 
 /*
+ * Check and assign hooks of the three per-session settings: the GUC
+ * machinery checks the value itself; the hooks keep track of where it came
+ * from and publish it (session_policy.c).
+ */
+static bool
+ig_check_action(int *newval, void **extra, GucSource source)
+{
+	return idle_guard_check_policy_source(source, extra);
+}
+
+static void
+ig_assign_action(int newval, void *extra)
+{
+	idle_guard_assign_policy(IG_FIELD_ACTION, newval, extra);
+}
+
+static bool
+ig_check_timeout(int *newval, void **extra, GucSource source)
+{
+	return idle_guard_check_policy_source(source, extra);
+}
+
+static void
+ig_assign_blocking(int newval, void *extra)
+{
+	idle_guard_assign_policy(IG_FIELD_BLOCKING, newval, extra);
+}
+
+static void
+ig_assign_idle(int newval, void *extra)
+{
+	idle_guard_assign_policy(IG_FIELD_IDLE, newval, extra);
+}
+
+/*
  * idle_guard_current_policy
- *		Copy the policy settings in force into the struct the pure decision
- *		takes.
+ *		Copy this process's values of the policy settings into the struct
+ *		the pure decision takes.  In the worker (and the postmaster) these
+ *		are the cluster-wide defaults.
  */
 void
 idle_guard_current_policy(IgPolicy *policy)

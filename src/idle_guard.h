@@ -114,11 +114,51 @@ extern const char *idle_guard_action_name(IgAction action);
 
 #include "libpq/pqcomm.h"
 #include "nodes/pg_list.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/backend_status.h"
+#include "utils/guc.h"
 
 /* Length of a textual client address, as inet_ntop would write it */
 #define IG_ADDR_LEN		64
+
+/* Where a session's policy value came from, least to most specific */
+typedef enum IgPolicySource
+{
+	IG_SOURCE_DEFAULT = 0,		/* postgresql.conf or built-in default */
+	IG_SOURCE_DATABASE,			/* ALTER DATABASE ... SET */
+	IG_SOURCE_ROLE,				/* ALTER ROLE [... IN DATABASE] ... SET */
+	IG_SOURCE_SESSION			/* SET, SET LOCAL, connection options */
+} IgPolicySource;
+
+/* The settings a session may have its own value of */
+typedef enum IgPolicyField
+{
+	IG_FIELD_ACTION = 0,
+	IG_FIELD_BLOCKING,
+	IG_FIELD_IDLE
+} IgPolicyField;
+
+#define IG_NUM_FIELDS 3
+
+/* A backend's values of those settings and their sources */
+typedef struct IgSessionPolicy
+{
+	int			action;			/* IgActionSetting */
+	int			blocking_timeout_ms;
+	int			idle_timeout_ms;
+	IgPolicySource source[IG_NUM_FIELDS];
+} IgSessionPolicy;
+
+/* One backend's published policy; see session_policy.c */
+typedef struct IgSlot
+{
+	pg_atomic_uint32 changecount;	/* odd while being written */
+	int			pid;			/* writer's pid */
+	TimestampTz proc_start;		/* writer's process start */
+	IgSessionPolicy policy;
+} IgSlot;
 
 /*
  * Everything the pipeline learns about one silent client backend.  Filled
@@ -150,6 +190,8 @@ typedef struct IgSession
 	int		   *blocked_pids;	/* transitive waiters, sorted; palloc'd */
 
 	/* pipeline.c */
+	IgPolicy	policy;			/* the policy that applies to it */
+	IgPolicySource policy_source;	/* most specific source among its values */
 	IgFacts		facts;
 	IgDecision	decision;
 } IgSession;
@@ -192,6 +234,12 @@ typedef struct IgShared
 	LWLock	   *lock;
 	int			worker_pid;		/* 0 when no worker runs */
 	TimestampTz worker_started_at;
+	Latch	   *worker_latch;	/* set to wake the worker; NULL if none */
+	pg_atomic_uint32 wake_pending;	/* a backend asked for a sweep */
+	IgPolicy	defaults;		/* cluster-wide policy, as the worker has it */
+	int			nslots;			/* entries in slots[] */
+	IgSlot	   *slots;			/* per-backend policies, by PGPROC index;
+								 * written without "lock" (change counter) */
 	int64		sweeps;
 	TimestampTz last_sweep_at;
 	double		last_sweep_ms;
@@ -221,6 +269,8 @@ extern IgShared *idle_guard_shared;
 extern void idle_guard_shmem_request(void);
 extern void idle_guard_shmem_startup(void);
 extern void idle_guard_require_loaded(void);
+extern void idle_guard_wake_worker(void);
+extern void idle_guard_publish_defaults(const IgPolicy *policy);
 extern void idle_guard_record(const IgSession *s, const char *usename,
 							  const char *datname, const char *client,
 							  TimestampTz at, const char *action,
@@ -238,12 +288,25 @@ extern void idle_guard_fastpath_locks(IgSweep *sweep);
 extern int	idle_guard_count_lock_waiters(void);
 extern void idle_guard_lock_table_pass(IgSweep *sweep);
 
+/* session_policy.c */
+extern bool idle_guard_check_policy_source(GucSource source, void **extra);
+extern void idle_guard_assign_policy(IgPolicyField field, int value,
+									 void *extra);
+extern bool idle_guard_read_slot(int procno, int pid, TimestampTz proc_start,
+								 IgSessionPolicy *out);
+extern void idle_guard_effective_policy(const IgPolicy *defaults, int procno,
+										int pid, TimestampTz proc_start,
+										IgPolicy *policy,
+										IgPolicySource *source);
+extern int	idle_guard_shortest_session_timeout(void);
+extern const char *idle_guard_policy_source_name(IgPolicySource source);
+
 /* pipeline.c */
-extern void idle_guard_collect(IgSweep *sweep, const IgPolicy *policy,
+extern void idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults,
 							   bool exact);
 
 /* action.c */
-extern void idle_guard_act(IgSession *s, const IgPolicy *policy);
+extern void idle_guard_act(IgSession *s);
 
 /* worker.c */
 extern PGDLLEXPORT void idle_guard_worker_main(Datum main_arg);

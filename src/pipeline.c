@@ -5,9 +5,14 @@
  *		idle_guard_report(): snapshot the silent sessions, find their locks
  *		and waiters, settle exemptions and decide each one.
  *
- * Because both callers run exactly this code with the same (PGC_SIGHUP)
- * policy, what the report says idle_guard would do is what the worker
- * does.  The worker only adds the last step, the action.
+ * Because both callers run exactly this code with the same policy (the
+ * defaults the worker publishes, and each session's own values), what the
+ * report says idle_guard would do is what the worker does.  The worker
+ * only adds the last step, the action.
+ *
+ * Each session is judged by its own policy (session_policy.c): its role's,
+ * database's or session's values where set, else the cluster-wide
+ * defaults passed in.  The exemption lists apply whatever that policy says.
  *
  * Must run inside a transaction: exemption by role needs the role's name.
  *
@@ -25,7 +30,7 @@
 
 #include "idle_guard.h"
 
-static void ig_decide_all(IgSweep *sweep, const IgPolicy *policy);
+static void ig_decide_all(IgSweep *sweep);
 
 /*
  * idle_guard_collect
@@ -39,7 +44,7 @@ static void ig_decide_all(IgSweep *sweep, const IgPolicy *policy);
  * report).  With no silent session it takes no lock at all.
  */
 void
-idle_guard_collect(IgSweep *sweep, const IgPolicy *policy, bool exact)
+idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults, bool exact)
 {
 	bool		need_pass = exact;
 	int			i;
@@ -62,6 +67,9 @@ idle_guard_collect(IgSweep *sweep, const IgPolicy *policy, bool exact)
 
 		s->facts.exempt = idle_guard_role_exempt(rolename) ||
 			idle_guard_application_exempt(s->appname);
+		idle_guard_effective_policy(defaults, s->procno, s->key.pid,
+									s->key.proc_start, &s->policy,
+									&s->policy_source);
 		if (!s->holds_known)
 			need_pass = true;
 	}
@@ -69,7 +77,7 @@ idle_guard_collect(IgSweep *sweep, const IgPolicy *policy, bool exact)
 	/* Preliminary verdicts, assuming nobody waits (true if nwaiters = 0) */
 	if (!need_pass)
 	{
-		ig_decide_all(sweep, policy);
+		ig_decide_all(sweep);
 		for (i = 0; i < sweep->nsessions && !need_pass; i++)
 			if (sweep->sessions[i].decision.due)
 				need_pass = true;
@@ -78,13 +86,16 @@ idle_guard_collect(IgSweep *sweep, const IgPolicy *policy, bool exact)
 	if (need_pass)
 	{
 		idle_guard_lock_table_pass(sweep);
-		ig_decide_all(sweep, policy);
+		ig_decide_all(sweep);
 	}
 }
 
-/* Fill each session's facts from what the steps found, and decide it */
+/*
+ * Fill each session's facts from what the steps found, and decide it by
+ * its own policy.
+ */
 static void
-ig_decide_all(IgSweep *sweep, const IgPolicy *policy)
+ig_decide_all(IgSweep *sweep)
 {
 	int			i;
 
@@ -95,6 +106,6 @@ ig_decide_all(IgSweep *sweep, const IgPolicy *policy)
 		s->facts.silent_since = s->key.state_start;
 		s->facts.holds_locks = s->holds_locks;
 		s->facts.blocked_total = s->blocked_total;
-		idle_guard_decide(policy, &s->facts, sweep->now, &s->decision);
+		idle_guard_decide(&s->policy, &s->facts, sweep->now, &s->decision);
 	}
 }

@@ -37,13 +37,23 @@
 #include "idle_guard.h"
 
 PG_FUNCTION_INFO_V1(idle_guard_report);
+PG_FUNCTION_INFO_V1(idle_guard_report_1_1);
 PG_FUNCTION_INFO_V1(idle_guard_history);
 PG_FUNCTION_INFO_V1(idle_guard_stats);
 
-#define IDLE_GUARD_REPORT_COLS	20
+/*
+ * Columns of idle_guard_report() per SQL API version: each version's
+ * script points the function at its own C entry, so a server running a
+ * newer library with an older extension version still returns the
+ * columns that version declares.
+ */
+#define IDLE_GUARD_REPORT_COLS_V1_0 20
+#define IDLE_GUARD_REPORT_COLS_V1_1 23
+#define IDLE_GUARD_REPORT_COLS		IDLE_GUARD_REPORT_COLS_V1_1
 #define IDLE_GUARD_HISTORY_COLS 12
 #define IDLE_GUARD_STATS_COLS	9
 
+static void ig_report(FunctionCallInfo fcinfo, int ncols);
 static bool ig_can_see(Oid userid);
 static Datum ig_name_datum(const char *name);
 static Datum ig_interval_datum(int64 usecs);
@@ -52,21 +62,46 @@ static Datum ig_inet_datum(const char *addr);
 /*
  * idle_guard_report
  *		One row per silent client session that holds locks, with what
- *		idle_guard knows of it and what it would do.
+ *		idle_guard knows of it and what it would do (API 1.0).
  */
 Datum
 idle_guard_report(PG_FUNCTION_ARGS)
 {
+	ig_report(fcinfo, IDLE_GUARD_REPORT_COLS_V1_0);
+	return (Datum) 0;
+}
+
+/*
+ * idle_guard_report_1_1
+ *		The same, plus the policy that applies to each session (API 1.1).
+ */
+Datum
+idle_guard_report_1_1(PG_FUNCTION_ARGS)
+{
+	ig_report(fcinfo, IDLE_GUARD_REPORT_COLS_V1_1);
+	return (Datum) 0;
+}
+
+/*
+ * Build the report's rows, with the first ncols columns.  The cluster-wide
+ * defaults are the worker's (published in shared memory), not the
+ * caller's: a superuser's own SET must not change what the report says.
+ */
+static void
+ig_report(FunctionCallInfo fcinfo, int ncols)
+{
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	IgPolicy	policy;
+	IgPolicy	defaults;
 	IgSweep		sweep;
 	int			i;
 
 	idle_guard_require_loaded();
 	ig_init_srf(fcinfo);
 
-	idle_guard_current_policy(&policy);
-	idle_guard_collect(&sweep, &policy, true);
+	LWLockAcquire(idle_guard_shared->lock, LW_SHARED);
+	defaults = idle_guard_shared->defaults;
+	LWLockRelease(idle_guard_shared->lock);
+	idle_guard_collect(&sweep, &defaults, true);
 
 	for (i = 0; i < sweep.nsessions; i++)
 	{
@@ -166,12 +201,20 @@ idle_guard_report(PG_FUNCTION_ARGS)
 		}
 
 		values[j++] = CStringGetTextDatum(idle_guard_action_name(s->decision.action));
+		Assert(j == IDLE_GUARD_REPORT_COLS_V1_0);
 
-		Assert(j == IDLE_GUARD_REPORT_COLS);
+		if (ncols >= IDLE_GUARD_REPORT_COLS_V1_1)
+		{
+			values[j++] = ig_interval_datum(s->policy.blocking_timeout_ms *
+											INT64CONST(1000));
+			values[j++] = ig_interval_datum(s->policy.idle_timeout_ms *
+											INT64CONST(1000));
+			values[j++] = CStringGetTextDatum(idle_guard_policy_source_name(s->policy_source));
+		}
+
+		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-
-	return (Datum) 0;
 }
 
 /*

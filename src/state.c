@@ -6,7 +6,9 @@
  *		idle_guard_history().
  *
  * Locking: IgShared.lock (one LWLock of the "idle_guard" tranche) protects
- * every field.  The worker writes under it held exclusively, for a few
+ * every field but the per-backend policy slots, which each backend writes
+ * for itself under a change counter (see session_policy.c), and
+ * wake_pending, an atomic.  The worker writes under it held exclusively, for a few
  * stores at a time; the SQL functions read under it held shared and copy
  * what they need before building result rows.
  *
@@ -22,18 +24,34 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 
 #include "idle_guard.h"
 
 IgShared   *idle_guard_shared = NULL;
 
-/* Bytes of shared memory for a ring of history_size entries */
+/* Number of per-backend policy slots: one per regular PGPROC */
+static int
+ig_nslots(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS;
+}
+
+/* Bytes of the struct and the history ring, before the slots */
+static Size
+ig_ring_size(void)
+{
+	return MAXALIGN(add_size(offsetof(IgShared, history),
+							 mul_size(sizeof(IgHistoryEntry),
+									  idle_guard_history_size)));
+}
+
+/* Bytes of shared memory: struct, history ring, per-backend slots */
 static Size
 ig_shmem_size(void)
 {
-	return add_size(offsetof(IgShared, history),
-					mul_size(sizeof(IgHistoryEntry), idle_guard_history_size));
+	return add_size(ig_ring_size(), mul_size(sizeof(IgSlot), ig_nslots()));
 }
 
 /*
@@ -62,9 +80,18 @@ idle_guard_shmem_startup(void)
 	idle_guard_shared = ShmemInitStruct("idle_guard", ig_shmem_size(), &found);
 	if (!found)
 	{
+		int			i;
+
 		memset(idle_guard_shared, 0, ig_shmem_size());
 		idle_guard_shared->lock = &(GetNamedLWLockTranche("idle_guard"))->lock;
 		idle_guard_shared->history_size = idle_guard_history_size;
+		pg_atomic_init_u32(&idle_guard_shared->wake_pending, 0);
+		idle_guard_current_policy(&idle_guard_shared->defaults);
+		idle_guard_shared->nslots = ig_nslots();
+		idle_guard_shared->slots = (IgSlot *)
+			((char *) idle_guard_shared + ig_ring_size());
+		for (i = 0; i < idle_guard_shared->nslots; i++)
+			pg_atomic_init_u32(&idle_guard_shared->slots[i].changecount, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -82,6 +109,36 @@ idle_guard_require_loaded(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("idle_guard must be loaded via \"shared_preload_libraries\""),
 				 errhint("Add idle_guard to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
+}
+
+/*
+ * idle_guard_wake_worker
+ *		Ask the worker for a sweep now (a session's policy changed).
+ */
+void
+idle_guard_wake_worker(void)
+{
+	Latch	   *latch;
+
+	pg_atomic_write_u32(&idle_guard_shared->wake_pending, 1);
+	LWLockAcquire(idle_guard_shared->lock, LW_SHARED);
+	latch = idle_guard_shared->worker_latch;
+	if (latch)
+		SetLatch(latch);
+	LWLockRelease(idle_guard_shared->lock);
+}
+
+/*
+ * idle_guard_publish_defaults
+ *		Publish the cluster-wide policy the worker applies, for
+ *		idle_guard_report() to judge with the same values.
+ */
+void
+idle_guard_publish_defaults(const IgPolicy *policy)
+{
+	LWLockAcquire(idle_guard_shared->lock, LW_EXCLUSIVE);
+	idle_guard_shared->defaults = *policy;
+	LWLockRelease(idle_guard_shared->lock);
 }
 
 /*

@@ -12,7 +12,9 @@
  *	- T + naptime, but only while some session is past its blocking
  *	  deadline without anyone waiting yet (waiters arrive without notice).
  * So deadlines are met to the millisecond without polling, and a reload
- * (SIGHUP sets the latch) applies new values at once.
+ * (SIGHUP sets the latch) applies new values at once.  A backend that sets
+ * its own policy (SET, or role and database settings at connection) sets
+ * the latch too, since its values may bring a deadline closer.
  *
  * Episodes.  The worker remembers, per pid, the silent episode it last
  * acted on (IgEpisodeKey) and what it did, so it writes one LOG line per
@@ -46,6 +48,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "idle_guard.h"
 
 /* Seconds the postmaster waits before restarting a worker that failed */
@@ -70,6 +73,8 @@ static IgEpisode *ig_episode_for(const IgSession *s);
 static void ig_forget_unseen_episodes(void);
 static void ig_publish_sweep(TimestampTz start, int guarded);
 static void ig_worker_detach(int code, Datum arg);
+static int	ig_shorter(int a, int b);
+static void ig_publish_policy(void);
 
 /*
  * idle_guard_register_worker
@@ -122,8 +127,10 @@ idle_guard_worker_main(Datum main_arg)
 	LWLockAcquire(idle_guard_shared->lock, LW_EXCLUSIVE);
 	idle_guard_shared->worker_pid = MyProcPid;
 	idle_guard_shared->worker_started_at = GetCurrentTimestamp();
+	idle_guard_shared->worker_latch = MyLatch;
 	LWLockRelease(idle_guard_shared->lock);
 	before_shmem_exit(ig_worker_detach, (Datum) 0);
+	ig_publish_policy();
 
 	ereport(LOG,
 			(errmsg("idle_guard worker started"),
@@ -135,8 +142,7 @@ idle_guard_worker_main(Datum main_arg)
 	for (;;)
 	{
 		TimestampTz now;
-		long		sleep_ms = -1;
-		int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
+		long		sleep_ms;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -144,30 +150,33 @@ idle_guard_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			ig_publish_policy();
 			next_sweep = 0;		/* judge again with the new values now */
 		}
 
-		if (idle_guard_action != IG_ACTION_OFF)
+		/* a backend published a policy that may bring a deadline closer */
+		if (pg_atomic_exchange_u32(&idle_guard_shared->wake_pending, 0) != 0)
+			next_sweep = 0;
+
+		now = GetCurrentTimestamp();
+		if (now >= next_sweep)
+			next_sweep = ig_sweep();
+
+		now = GetCurrentTimestamp();
+		if (next_sweep <= now)
+			sleep_ms = 0;
+		else
 		{
-			now = GetCurrentTimestamp();
-			if (now >= next_sweep)
-				next_sweep = ig_sweep();
+			/* round up, so we never wake before the deadline */
+			TimestampTz diff = next_sweep - now;
 
-			now = GetCurrentTimestamp();
-			if (next_sweep <= now)
-				sleep_ms = 0;
-			else
-			{
-				/* round up, so we never wake before the deadline */
-				TimestampTz diff = next_sweep - now;
-
-				sleep_ms = (long) Min((diff + 999) / 1000, (TimestampTz) INT_MAX);
-			}
-			events |= WL_TIMEOUT;
+			sleep_ms = (long) Min((diff + 999) / 1000, (TimestampTz) INT_MAX);
 		}
 
 		if (sleep_ms != 0)
-			(void) WaitLatch(MyLatch, events, sleep_ms, PG_WAIT_EXTENSION);
+			(void) WaitLatch(MyLatch,
+							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 sleep_ms, ig_worker_wait_event());
 		ResetLatch(MyLatch);
 	}
 }
@@ -197,11 +206,12 @@ ig_sweep(void)
 
 	idle_guard_collect(&sweep, &policy, false);
 
-	/* A session silent from now on cannot be due before this */
-	shortest = policy.blocking_timeout_ms;
-	if (shortest == 0 ||
-		(policy.idle_timeout_ms > 0 && policy.idle_timeout_ms < shortest))
-		shortest = policy.idle_timeout_ms;
+	/*
+	 * A session silent from now on cannot be due before the shortest
+	 * timeout in force, by default or in any session.
+	 */
+	shortest = ig_shorter(policy.blocking_timeout_ms, policy.idle_timeout_ms);
+	shortest = ig_shorter(shortest, idle_guard_shortest_session_timeout());
 	if (shortest > 0)
 		next = TimestampTzPlusMilliseconds(sweep.now, shortest);
 
@@ -220,7 +230,7 @@ ig_sweep(void)
 					   d->action == IG_DO_TERMINATE) &&
 			ep->done < d->action)
 		{
-			idle_guard_act(s, &policy);
+			idle_guard_act(s);
 			ep->done = d->action;
 			continue;
 		}
@@ -239,6 +249,30 @@ ig_sweep(void)
 
 	ig_publish_sweep(start, guarded);
 	return next;
+}
+
+/* The shorter of two timeouts, where 0 means "disabled" */
+static int
+ig_shorter(int a, int b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0)
+		return a;
+	return Min(a, b);
+}
+
+/*
+ * Publish this worker's values of the policy settings, which are the
+ * cluster-wide defaults, for idle_guard_report().
+ */
+static void
+ig_publish_policy(void)
+{
+	IgPolicy	policy;
+
+	idle_guard_current_policy(&policy);
+	idle_guard_publish_defaults(&policy);
 }
 
 /*
@@ -298,6 +332,9 @@ ig_worker_detach(int code, Datum arg)
 {
 	LWLockAcquire(idle_guard_shared->lock, LW_EXCLUSIVE);
 	if (idle_guard_shared->worker_pid == MyProcPid)
+	{
 		idle_guard_shared->worker_pid = 0;
+		idle_guard_shared->worker_latch = NULL;
+	}
 	LWLockRelease(idle_guard_shared->lock);
 }

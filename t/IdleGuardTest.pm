@@ -58,13 +58,14 @@ sub ig_node
 # ig_silent_session($node, $app, $sql, %opts): a psql session named $app
 # that runs $sql (e.g. "BEGIN; SELECT ... FOR UPDATE;") and then stays
 # connected without sending anything.  Returns ($session, $pid).
-# $opts{user} connects as another role.
+# $opts{user} connects as another role, $opts{dbname} to another database.
 sub ig_silent_session
 {
 	my ($node, $app, $sql, %opts) = @_;
-	my $connstr = 'postgres';
-	$connstr = "dbname=postgres user=$opts{user}" if defined $opts{user};
-	my $s = $node->background_psql($connstr, on_error_stop => 0);
+	my @extra = defined $opts{user} ? ('-U', $opts{user}) : ();
+	my $s = $node->background_psql($opts{dbname} // 'postgres',
+		on_error_stop => 0,
+		extra_params => \@extra);
 	my $pid = $s->query_safe("SET application_name = '$app'; SELECT pg_backend_pid();");
 	$pid =~ s/\s+//g;
 	$s->query_safe($sql) if defined $sql && $sql ne '';

@@ -1,0 +1,307 @@
+/*-------------------------------------------------------------------------
+ *
+ * session_policy.c
+ *		Each session's own policy: the values of idle_guard.action,
+ *		blocking_timeout and idle_timeout in force in that backend, and where
+ *		they came from, published into a per-backend slot in shared memory
+ *		so that the worker can judge each session by its own values.
+ *
+ * The three settings are PGC_SUSET: postgresql.conf gives the cluster-wide
+ * default, and superusers (or roles granted SET on the parameter) may set
+ * other values per role, per database, per role in a database, or for a
+ * session or a transaction.  Ordinary clients cannot change them.
+ *
+ * Where a value came from.  A check hook knows the GucSource of the value
+ * it validates; it stores it as the value's "extra", which the GUC
+ * machinery hands to the assign hook with the value and keeps alongside
+ * the value on its stack.  So when SET LOCAL is rolled back or RESET, the
+ * assign hook receives the restored value together with the source it had.
+ *
+ * Publishing.  Every assign hook updates this backend's local copy of all
+ * three values and, in a client backend, writes the copy into the slot of
+ * its PGPROC, stamped with its pid and process start.  A slot whose stamp
+ * does not match the session being judged belongs to a backend that exited
+ * (its PGPROC reused): it is ignored and the defaults apply.  Writers and
+ * readers use a change counter, as backend_status.c does: the writer makes
+ * it odd, writes, makes it even; a reader retries while it is odd or moved.
+ *
+ * Defaults.  A value whose source is postgresql.conf (or the built-in
+ * default, the command line, the environment) is not taken from the slot:
+ * an idle backend applies a reload only when its client speaks again, so
+ * its copy may be stale.  The worker's own values are the defaults; it
+ * publishes them (IgShared.defaults) for idle_guard_report().
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/session_policy.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+#include "idle_guard.h"
+
+/* The extra of each of the three settings: where its value came from */
+typedef struct IgSourceExtra
+{
+	IgPolicySource source;
+} IgSourceExtra;
+
+/* This backend's current values and their sources (local copy) */
+static IgSessionPolicy ig_local = {
+	IG_ACTION_REPORT, 30 * 1000, 5 * 60 * 1000,
+	{IG_SOURCE_DEFAULT, IG_SOURCE_DEFAULT, IG_SOURCE_DEFAULT}
+};
+
+static void ig_publish(void);
+
+/*
+ * Map a GUC source to the policy source shown by idle_guard_report().
+ * Everything that every backend shares (built-in default, postgresql.conf,
+ * command line) is "default"; ALTER ROLE ALL SET counts as a role setting.
+ */
+static IgPolicySource
+ig_policy_source(GucSource source)
+{
+	switch (source)
+	{
+		case PGC_S_DATABASE:
+			return IG_SOURCE_DATABASE;
+		case PGC_S_GLOBAL:
+		case PGC_S_USER:
+		case PGC_S_DATABASE_USER:
+			return IG_SOURCE_ROLE;
+		case PGC_S_CLIENT:
+		case PGC_S_INTERACTIVE:
+		case PGC_S_TEST:
+		case PGC_S_SESSION:
+			return IG_SOURCE_SESSION;
+		default:
+			return IG_SOURCE_DEFAULT;
+	}
+}
+
+/*
+ * idle_guard_check_policy_source
+ *		Check hook shared by the three per-session settings: accept the
+ *		value (its range is checked by the GUC machinery) and remember its
+ *		source as the extra.
+ */
+bool
+idle_guard_check_policy_source(GucSource source, void **extra)
+{
+	IgSourceExtra *e = (IgSourceExtra *) malloc(sizeof(IgSourceExtra));
+
+	if (e == NULL)
+	{
+		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+		GUC_check_errmsg("out of memory");
+		return false;
+	}
+	e->source = ig_policy_source(source);
+	*extra = e;
+	return true;
+}
+
+/*
+ * idle_guard_assign_policy
+ *		Assign hook shared by the three settings: record the new value and
+ *		its source locally and publish them.
+ */
+void
+idle_guard_assign_policy(IgPolicyField field, int value, void *extra)
+{
+	IgPolicySource source = extra ? ((IgSourceExtra *) extra)->source
+		: IG_SOURCE_DEFAULT;
+
+	switch (field)
+	{
+		case IG_FIELD_ACTION:
+			ig_local.action = value;
+			break;
+		case IG_FIELD_BLOCKING:
+			ig_local.blocking_timeout_ms = value;
+			break;
+		case IG_FIELD_IDLE:
+			ig_local.idle_timeout_ms = value;
+			break;
+	}
+	ig_local.source[field] = source;
+	ig_publish();
+}
+
+/*
+ * Write the local copy into this backend's slot.  Only client backends
+ * publish: the postmaster, the worker and other processes run the assign
+ * hooks too (at startup and reload) but are never judged.
+ */
+static void
+ig_publish(void)
+{
+	IgSlot	   *slot;
+	int			procno;
+	bool		wake;
+
+	if (idle_guard_shared == NULL || MyProc == NULL ||
+		MyBackendType != B_BACKEND)
+		return;
+	procno = (int) (MyProc - ProcGlobal->allProcs);
+	if (procno < 0 || procno >= idle_guard_shared->nslots)
+		return;
+	slot = &idle_guard_shared->slots[procno];
+
+	/* A non-default value may shorten a deadline the worker sleeps toward */
+	wake = ig_local.source[IG_FIELD_ACTION] != IG_SOURCE_DEFAULT ||
+		ig_local.source[IG_FIELD_BLOCKING] != IG_SOURCE_DEFAULT ||
+		ig_local.source[IG_FIELD_IDLE] != IG_SOURCE_DEFAULT;
+
+	pg_atomic_add_fetch_u32(&slot->changecount, 1);
+	pg_write_barrier();
+	slot->pid = MyProcPid;
+	slot->proc_start = MyStartTimestamp;
+	slot->policy = ig_local;
+	pg_write_barrier();
+	pg_atomic_add_fetch_u32(&slot->changecount, 1);
+
+	if (wake)
+		idle_guard_wake_worker();
+}
+
+/*
+ * idle_guard_read_slot
+ *		Copy the published policy of the backend in PGPROC slot procno, if
+ *		the slot was written by that very backend (pid and process start).
+ *		Returns false for a slot never written, or written by a backend that
+ *		has exited.
+ */
+bool
+idle_guard_read_slot(int procno, int pid, TimestampTz proc_start,
+					 IgSessionPolicy *out)
+{
+	IgSlot	   *slot;
+	int			tries;
+
+	if (procno < 0 || procno >= idle_guard_shared->nslots)
+		return false;
+	slot = &idle_guard_shared->slots[procno];
+
+	for (tries = 0; tries < 1000; tries++)
+	{
+		uint32		before = pg_atomic_read_u32(&slot->changecount);
+		int			slot_pid;
+		TimestampTz slot_start;
+		uint32		after;
+
+		if (before & 1)
+		{
+			pg_spin_delay();
+			continue;
+		}
+		pg_read_barrier();
+		slot_pid = slot->pid;
+		slot_start = slot->proc_start;
+		*out = slot->policy;
+		pg_read_barrier();
+		after = pg_atomic_read_u32(&slot->changecount);
+		if (before == after)
+			return slot_pid == pid && slot_start == proc_start;
+	}
+	return false;				/* a writer kept it busy: use the defaults */
+}
+
+/*
+ * idle_guard_effective_policy
+ *		The policy that applies to one session: each value from the session's
+ *		slot where it was set for the role, database or session, otherwise
+ *		the cluster-wide default.  Also says where the most specific value
+ *		came from (session over role over database over default).
+ */
+void
+idle_guard_effective_policy(const IgPolicy *defaults, int procno, int pid,
+							TimestampTz proc_start, IgPolicy *policy,
+							IgPolicySource *source)
+{
+	IgSessionPolicy sp;
+	int			f;
+
+	*policy = *defaults;
+	*source = IG_SOURCE_DEFAULT;
+	if (!idle_guard_read_slot(procno, pid, proc_start, &sp))
+		return;
+
+	if (sp.source[IG_FIELD_ACTION] != IG_SOURCE_DEFAULT)
+		policy->action = (IgActionSetting) sp.action;
+	if (sp.source[IG_FIELD_BLOCKING] != IG_SOURCE_DEFAULT)
+		policy->blocking_timeout_ms = sp.blocking_timeout_ms;
+	if (sp.source[IG_FIELD_IDLE] != IG_SOURCE_DEFAULT)
+		policy->idle_timeout_ms = sp.idle_timeout_ms;
+
+	for (f = 0; f < IG_NUM_FIELDS; f++)
+		if (sp.source[f] > *source)
+			*source = sp.source[f];
+}
+
+/*
+ * idle_guard_shortest_session_timeout
+ *		The shortest enabled timeout set (not by default) in any live client
+ *		backend, or 0 if none.  A session that is not silent now may go
+ *		silent after the sweep: its deadline cannot come sooner than this.
+ */
+int
+idle_guard_shortest_session_timeout(void)
+{
+	int			shortest = 0;
+	int			i;
+
+	for (i = 0; i < idle_guard_shared->nslots; i++)
+	{
+		PGPROC	   *proc = &ProcGlobal->allProcs[i];
+		IgSessionPolicy sp;
+		int			pid = proc->pid;
+
+		if (pid == 0)
+			continue;
+		/* the process start is not in PGPROC: match on pid only here */
+		if (!idle_guard_read_slot(i, pid, idle_guard_shared->slots[i].proc_start,
+								  &sp))
+			continue;
+		if (sp.source[IG_FIELD_BLOCKING] != IG_SOURCE_DEFAULT &&
+			sp.blocking_timeout_ms > 0 &&
+			(shortest == 0 || sp.blocking_timeout_ms < shortest))
+			shortest = sp.blocking_timeout_ms;
+		if (sp.source[IG_FIELD_IDLE] != IG_SOURCE_DEFAULT &&
+			sp.idle_timeout_ms > 0 &&
+			(shortest == 0 || sp.idle_timeout_ms < shortest))
+			shortest = sp.idle_timeout_ms;
+	}
+	return shortest;
+}
+
+/*
+ * idle_guard_policy_source_name
+ *		The word shown in idle_guard_report().policy_source.
+ */
+const char *
+idle_guard_policy_source_name(IgPolicySource source)
+{
+	switch (source)
+	{
+		case IG_SOURCE_DATABASE:
+			return "database";
+		case IG_SOURCE_ROLE:
+			return "role";
+		case IG_SOURCE_SESSION:
+			return "session";
+		case IG_SOURCE_DEFAULT:
+			break;
+	}
+	return "default";
+}
