@@ -57,19 +57,41 @@ static void ig_log_action(const IgSession *s, const IgTarget *t,
 						  TimestampTz now);
 static void ig_append_quoted(StringInfo buf, const char *key,
 							 const char *value);
-static bool ig_recheck_and_signal(const IgSession *s, const char **why);
+
+/* Outcome of the re-check of a target under ProcArrayLock */
+typedef enum IgRecheck
+{
+	IG_RECHECK_OK,				/* same backend, same transaction, waiting on
+								 * its client (and signalled, if asked) */
+	IG_RECHECK_ENDED,			/* the episode is over: exited, new xact */
+	IG_RECHECK_BUSY				/* same episode, but not waiting on its client
+								 * this instant: try again later */
+} IgRecheck;
+
+static IgRecheck ig_recheck(const IgSession *s, bool send_signal,
+							const char **why);
+static void ig_spare(IgSession *s, const IgTarget *t, TimestampTz now,
+					 const char *why);
 
 /*
  * idle_guard_act
  *		Act on one session whose deadline has come: report it, or report
  *		and terminate it.
+ *
+ * Returns IG_ACT_DONE when the episode needs nothing more (reported,
+ * terminated, or over), IG_ACT_RETRY when the target was still silent but
+ * momentarily not waiting on its client (a backend woken by a signal, such
+ * as the reload that started this sweep, leaves ClientRead for an instant):
+ * the worker looks again after naptime instead of sparing it for good.
  */
-void
+IgActResult
 idle_guard_act(IgSession *s)
 {
 	IgTarget	t;
 	TimestampTz now = GetCurrentTimestamp();
 	const char *why = NULL;
+	IgEpisodeKey cur;
+	BackendState state;
 
 	ig_resolve_target(s, &t);
 
@@ -78,77 +100,113 @@ idle_guard_act(IgSession *s)
 		ig_log_action(s, &t, "silent session holds locks", "report", now);
 		idle_guard_record(s, t.usename, t.datname, t.client, now,
 						  "reported", NULL);
-		return;
+		return IG_ACT_DONE;
 	}
 
 	Assert(s->decision.action == IG_DO_TERMINATE);
 
 	/* Stage 1: is it still the same backend in the same silence? */
+	if (!idle_guard_lookup_status(s->key.pid, &cur, &state))
 	{
-		IgEpisodeKey cur;
-		BackendState state;
-
-		if (!idle_guard_lookup_status(s->key.pid, &cur, &state))
-			why = "backend exited before the signal";
-		else
-		{
-			cur.lxid = s->key.lxid; /* checked in stage 2 */
-			if (state != s->state || !idle_guard_same_episode(&s->key, &cur))
-				why = "client became active before the signal";
-		}
+		ig_spare(s, &t, now, "backend exited before the signal");
+		return IG_ACT_DONE;
+	}
+	cur.lxid = s->key.lxid;		/* checked in stage 2 */
+	if (state != s->state || !idle_guard_same_episode(&s->key, &cur))
+	{
+		ig_spare(s, &t, now, "client became active before the signal");
+		return IG_ACT_DONE;
 	}
 
-	if (why == NULL)
+	/* Stage 2, quietly first: do not log a kill that would not happen */
+	switch (ig_recheck(s, false, &why))
 	{
-		ig_log_action(s, &t, "terminating silent session", "terminate", now);
-		if (ig_recheck_and_signal(s, &why))
-		{
+		case IG_RECHECK_ENDED:
+			ig_spare(s, &t, now, why);
+			return IG_ACT_DONE;
+		case IG_RECHECK_BUSY:
+			return IG_ACT_RETRY;
+		case IG_RECHECK_OK:
+			break;
+	}
+
+	/* The LOG line comes before the signal, then the final check */
+	ig_log_action(s, &t, "terminating silent session", "terminate", now);
+	switch (ig_recheck(s, true, &why))
+	{
+		case IG_RECHECK_OK:
 			idle_guard_record(s, t.usename, t.datname, t.client, now,
 							  "terminated", "SIGTERM sent");
-			return;
-		}
+			return IG_ACT_DONE;
+		case IG_RECHECK_ENDED:
+			ig_spare(s, &t, now, why);
+			return IG_ACT_DONE;
+		case IG_RECHECK_BUSY:
+			break;
 	}
+	ereport(LOG,
+			(errmsg("idle_guard: postponed signal to pid=%d: %s",
+					s->key.pid, why),
+			 errhidestmt(true), errhidecontext(true)));
+	return IG_ACT_RETRY;
+}
 
+/* Log and record that the re-check spared a session */
+static void
+ig_spare(IgSession *s, const IgTarget *t, TimestampTz now, const char *why)
+{
 	ereport(LOG,
 			(errmsg("idle_guard: spared session pid=%d: %s",
 					s->key.pid, why),
 			 errhidestmt(true), errhidecontext(true)));
-	idle_guard_record(s, t.usename, t.datname, t.client, now, "skipped", why);
+	idle_guard_record(s, t->usename, t->datname, t->client, now,
+					  "skipped", why);
 }
 
 /*
- * Stage 2 of the re-check and the signal itself, under ProcArrayLock.
- * Returns true if the signal was sent; otherwise sets *why.
+ * Stage 2 of the re-check, under ProcArrayLock, and the signal itself when
+ * send_signal: the pid still belongs to a live backend in the same local
+ * transaction, blocked reading from its client.  While we hold the lock
+ * shared the backend cannot leave the proc array, so the pid cannot be
+ * reused before kill().  Sets *why unless the answer is IG_RECHECK_OK.
  */
-static bool
-ig_recheck_and_signal(const IgSession *s, const char **why)
+static IgRecheck
+ig_recheck(const IgSession *s, bool send_signal, const char **why)
 {
 	PGPROC	   *proc;
-	bool		sent = false;
+	IgRecheck	result = IG_RECHECK_OK;
 	int			save_errno = 0;
 
 	LWLockAcquire(ProcArrayLock, LW_SHARED);
 	proc = BackendPidGetProcWithLock(s->key.pid);
 	if (proc == NULL)
+	{
 		*why = "backend exited before the signal";
+		result = IG_RECHECK_ENDED;
+	}
 	else if (ig_proc_lxid(proc) != s->key.lxid)
+	{
 		*why = "transaction ended before the signal";
+		result = IG_RECHECK_ENDED;
+	}
 	else if (UINT32_ACCESS_ONCE(proc->wait_event_info) != WAIT_EVENT_CLIENT_READ)
-		*why = "client became active before the signal";
-	else if (ig_signal_backend(s->key.pid, SIGTERM) != 0)
+	{
+		*why = "backend was not waiting for its client";
+		result = IG_RECHECK_BUSY;
+	}
+	else if (send_signal && ig_signal_backend(s->key.pid, SIGTERM) != 0)
+	{
 		save_errno = errno;
-	else
-		sent = true;
+		*why = "could not send the signal";
+		result = IG_RECHECK_ENDED;
+	}
 	LWLockRelease(ProcArrayLock);
 
 	if (save_errno != 0)
-	{
 		ereport(WARNING,
 				(errmsg("idle_guard: could not send signal to process %d: %s",
 						s->key.pid, strerror(save_errno))));
-		*why = "could not send the signal";
-	}
-	return sent;
+	return result;
 }
 
 /* Resolve the names a LOG line and a history entry show */

@@ -151,6 +151,14 @@ typedef struct IgSessionPolicy
 	IgPolicySource source[IG_NUM_FIELDS];
 } IgSessionPolicy;
 
+/* What the worker did in the current episode of the backend of a PGPROC */
+typedef struct IgEpisodeMemory
+{
+	IgEpisodeKey key;			/* the episode */
+	IgAction	done;			/* IG_DO_NONE, IG_DO_REPORT or
+								 * IG_DO_TERMINATE */
+} IgEpisodeMemory;
+
 /* One backend's published policy; see session_policy.c */
 typedef struct IgSlot
 {
@@ -240,6 +248,8 @@ typedef struct IgShared
 	int			nslots;			/* entries in slots[] */
 	IgSlot	   *slots;			/* per-backend policies, by PGPROC index;
 								 * written without "lock" (change counter) */
+	IgEpisodeMemory *episodes;	/* by PGPROC index; the worker's alone, kept
+								 * here so a restarted worker remembers */
 	int64		sweeps;
 	TimestampTz last_sweep_at;
 	double		last_sweep_ms;
@@ -306,7 +316,13 @@ extern void idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults,
 							   bool exact);
 
 /* action.c */
-extern void idle_guard_act(IgSession *s);
+typedef enum IgActResult
+{
+	IG_ACT_DONE,				/* nothing more to do in this episode */
+	IG_ACT_RETRY				/* look again after naptime */
+} IgActResult;
+
+extern IgActResult idle_guard_act(IgSession *s);
 
 /* worker.c */
 extern PGDLLEXPORT void idle_guard_worker_main(Datum main_arg);

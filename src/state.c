@@ -47,11 +47,22 @@ ig_ring_size(void)
 									  idle_guard_history_size)));
 }
 
-/* Bytes of shared memory: struct, history ring, per-backend slots */
+/* Bytes of the per-backend policy slots */
+static Size
+ig_slots_size(void)
+{
+	return MAXALIGN(mul_size(sizeof(IgSlot), ig_nslots()));
+}
+
+/*
+ * Bytes of shared memory: struct, history ring, per-backend policy slots,
+ * per-backend episode memory of the worker
+ */
 static Size
 ig_shmem_size(void)
 {
-	return add_size(ig_ring_size(), mul_size(sizeof(IgSlot), ig_nslots()));
+	return add_size(add_size(ig_ring_size(), ig_slots_size()),
+					mul_size(sizeof(IgEpisodeMemory), ig_nslots()));
 }
 
 /*
@@ -92,6 +103,8 @@ idle_guard_shmem_startup(void)
 			((char *) idle_guard_shared + ig_ring_size());
 		for (i = 0; i < idle_guard_shared->nslots; i++)
 			pg_atomic_init_u32(&idle_guard_shared->slots[i].changecount, 0);
+		idle_guard_shared->episodes = (IgEpisodeMemory *)
+			((char *) idle_guard_shared + ig_ring_size() + ig_slots_size());
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -16,11 +16,12 @@
  * its own policy (SET, or role and database settings at connection) sets
  * the latch too, since its values may bring a deadline closer.
  *
- * Episodes.  The worker remembers, per pid, the silent episode it last
+ * Episodes.  The worker remembers, per PGPROC, the silent episode it last
  * acted on (IgEpisodeKey) and what it did, so it writes one LOG line per
  * episode, not one per sweep, and escalates only from report to terminate
- * (after a reload that changes the action).  Entries of sessions no longer
- * silent are dropped at the end of each sweep.
+ * (after a reload that changes the action).  The memory is in shared
+ * memory, so a restarted worker does not act on the same episode again.
+ * A session that has had all its policy allows is no longer waited for.
  *
  * Memory.  Each sweep allocates in a context reset at its end.
  *
@@ -44,7 +45,6 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -54,23 +54,11 @@
 /* Seconds the postmaster waits before restarting a worker that failed */
 #define IG_RESTART_SECONDS 5
 
-/* What the worker remembers about one pid's current silent episode */
-typedef struct IgEpisode
-{
-	int			pid;			/* hash key */
-	IgEpisodeKey key;			/* the episode */
-	IgAction	done;			/* IG_DO_NONE, IG_DO_REPORT or
-								 * IG_DO_TERMINATE */
-	uint64		seen;			/* sweep number it was last seen in */
-} IgEpisode;
-
-static HTAB *ig_episodes = NULL;
 static MemoryContext ig_sweep_context = NULL;
-static uint64 ig_sweep_number = 0;
 
 static TimestampTz ig_sweep(void);
-static IgEpisode *ig_episode_for(const IgSession *s);
-static void ig_forget_unseen_episodes(void);
+static IgEpisodeMemory *ig_episode_for(const IgSession *s);
+static IgAction ig_strongest_action(const IgPolicy *policy);
 static void ig_publish_sweep(TimestampTz start, int guarded);
 static void ig_worker_detach(int code, Datum arg);
 static int	ig_shorter(int a, int b);
@@ -105,7 +93,6 @@ idle_guard_register_worker(void)
 void
 idle_guard_worker_main(Datum main_arg)
 {
-	HASHCTL		ctl;
 	TimestampTz next_sweep = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -116,10 +103,6 @@ idle_guard_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("idle_guard worker");
 
-	ctl.keysize = sizeof(int);
-	ctl.entrysize = sizeof(IgEpisode);
-	ig_episodes = hash_create("idle_guard episodes", 64, &ctl,
-							  HASH_ELEM | HASH_BLOBS);
 	ig_sweep_context = AllocSetContextCreate(TopMemoryContext,
 											 "idle_guard sweep",
 											 ALLOCSET_DEFAULT_SIZES);
@@ -197,7 +180,6 @@ ig_sweep(void)
 	int			shortest;
 	int			i;
 
-	ig_sweep_number++;
 	idle_guard_current_policy(&policy);
 
 	SetCurrentStatementStartTimestamp();
@@ -219,7 +201,8 @@ ig_sweep(void)
 	{
 		IgSession  *s = &sweep.sessions[i];
 		IgDecision *d = &s->decision;
-		IgEpisode  *ep;
+		IgEpisodeMemory *ep;
+		IgAction	strongest;
 
 		if (!s->holds_locks)
 			continue;
@@ -230,18 +213,25 @@ ig_sweep(void)
 					   d->action == IG_DO_TERMINATE) &&
 			ep->done < d->action)
 		{
-			idle_guard_act(s);
-			ep->done = d->action;
+			if (idle_guard_act(s) == IG_ACT_DONE)
+				ep->done = d->action;
+			else
+				next = Min(next, TimestampTzPlusMilliseconds(sweep.now,
+															 idle_guard_naptime));
 			continue;
 		}
+
+		/* Done all its policy allows in this episode: nothing to wait for */
+		strongest = ig_strongest_action(&s->policy);
+		if (ep->done != IG_DO_NONE && ep->done >= strongest)
+			continue;
+
 		if (d->wake_at != 0 && d->wake_at < next)
 			next = d->wake_at;
 		if (d->needs_poll)
 			next = Min(next, TimestampTzPlusMilliseconds(sweep.now,
 														 idle_guard_naptime));
 	}
-
-	ig_forget_unseen_episodes();
 
 	MemoryContextSwitchTo(oldcontext);
 	CommitTransactionCommand();
@@ -276,39 +266,38 @@ ig_publish_policy(void)
 }
 
 /*
- * The worker's memory of a session's current episode, reset when the
- * session is in a new episode (or the pid belongs to a new backend).
+ * The worker's memory of a session's current episode, kept in shared
+ * memory by PGPROC index so that a restarted worker does not act twice on
+ * one episode; reset when that PGPROC holds a new episode (a new silence,
+ * transaction or backend).  Only the worker reads or writes it.
  */
-static IgEpisode *
+static IgEpisodeMemory *
 ig_episode_for(const IgSession *s)
 {
-	bool		found;
-	IgEpisode  *ep;
+	IgEpisodeMemory *ep = &idle_guard_shared->episodes[s->procno];
 
-	ep = (IgEpisode *) hash_search(ig_episodes, &s->key.pid, HASH_ENTER,
-								   &found);
-	if (!found || !idle_guard_same_episode(&ep->key, &s->key))
+	if (!idle_guard_same_episode(&ep->key, &s->key))
 	{
 		ep->key = s->key;
 		ep->done = IG_DO_NONE;
 	}
-	ep->seen = ig_sweep_number;
 	return ep;
 }
 
-/* Drop what we remember of sessions not silent in this sweep */
-static void
-ig_forget_unseen_episodes(void)
+/* The strongest action a session's policy can lead to */
+static IgAction
+ig_strongest_action(const IgPolicy *policy)
 {
-	HASH_SEQ_STATUS status;
-	IgEpisode  *ep;
-
-	hash_seq_init(&status, ig_episodes);
-	while ((ep = (IgEpisode *) hash_seq_search(&status)) != NULL)
+	switch (policy->action)
 	{
-		if (ep->seen != ig_sweep_number)
-			(void) hash_search(ig_episodes, &ep->pid, HASH_REMOVE, NULL);
+		case IG_ACTION_TERMINATE:
+			return IG_DO_TERMINATE;
+		case IG_ACTION_REPORT:
+			return IG_DO_REPORT;
+		case IG_ACTION_OFF:
+			break;
 	}
+	return IG_DO_NONE;
 }
 
 /* Publish the sweep's counters for idle_guard_stats() */

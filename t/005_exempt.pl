@@ -50,8 +50,10 @@ sub reload_and_wait
 	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 	ig_wait_for($node, "SELECT current_setting('$guc') = '$value'",
 		't', "reload: $guc = '$value'");
-	my $t = $node->safe_psql('postgres',
-		'SELECT clock_timestamp() FROM pg_reload_conf()');
+	my $t = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	# last_sweep_at - last_sweep_ms is no later than the sweep's start,
+	# whether last_sweep_at records its start or its end.
 	ig_wait_for($node,
 		"SELECT last_sweep_at - make_interval(secs => last_sweep_ms / 1000) > '$t' "
 		  . "FROM idle_guard_stats()",
@@ -111,13 +113,15 @@ is( $node->safe_psql('postgres',
 my ($dump, $dump_pid) = ig_silent_session($node, 'pg_dump',
 	'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT count(*) FROM dump_me;'
 );
-my ($control, $control_pid) = ig_silent_session($node, 'webapp',
-	'BEGIN; UPDATE jobs SET v = v + 1 WHERE id = 3;');
-
 my ($w_role) =
   ig_waiting_session($node, 'w_role', 'UPDATE jobs SET v = 10 WHERE id = 1;');
 my ($w_dump) = ig_waiting_session($node, 'w_dump',
 	'ALTER TABLE dump_me ADD COLUMN note text;');
+
+# The control goes silent last, so that its deadline is still ahead when
+# the report is read.
+my ($control, $control_pid) = ig_silent_session($node, 'webapp',
+	'BEGIN; UPDATE jobs SET v = v + 1 WHERE id = 3;');
 my ($w_control) = ig_waiting_session($node, 'w_control',
 	'UPDATE jobs SET v = 10 WHERE id = 3;');
 

@@ -32,7 +32,9 @@ sub ms_between
 	);
 }
 
-# Wait until the worker has swept after the given moment.
+# Wait until the worker has swept after the given moment (a deadline: the
+# worker sweeps at a deadline it knows, and last_sweep_at, the sweep's
+# start or end, is then after it).
 sub wait_sweep_after_ts
 {
 	my ($node, $ts, $what) = @_;
@@ -53,6 +55,8 @@ sub worker_looks_now
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	my $t = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
 	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	# last_sweep_at - last_sweep_ms is no later than the sweep's start,
+	# whether last_sweep_at records its start or its end.
 	ig_wait_for($node,
 		"SELECT last_sweep_at - make_interval(secs => last_sweep_ms / 1000) > '$t' "
 		  . "AND guarded_now = $n FROM idle_guard_stats()",

@@ -32,6 +32,8 @@ sub worker_looks_now
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	my $t = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
 	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	# last_sweep_at - last_sweep_ms is no later than the sweep's start,
+	# whether last_sweep_at records its start or its end.
 	ig_wait_for($node,
 		"SELECT last_sweep_at - make_interval(secs => last_sweep_ms / 1000) > '$t' "
 		  . "AND guarded_now = $n FROM idle_guard_stats()",
@@ -125,9 +127,11 @@ pass('server log: the file was processed, the bad values skipped');
 
 # The postmaster logs that before it signals its children: a sweep that
 # starts after this moment follows the worker's own reload.  (Reload once
-# more, without changes, to have that sweep at once.)
-my $t_bad = $node->safe_psql('postgres',
-	'SELECT clock_timestamp() FROM pg_reload_conf()');
+# more, without changes, to have that sweep at once.)  last_sweep_at -
+# last_sweep_ms is no later than the sweep's start, whether last_sweep_at
+# records its start or its end.
+my $t_bad = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 ig_wait_for($node,
 	"SELECT last_sweep_at - make_interval(secs => last_sweep_ms / 1000) > '$t_bad' "
 	  . "FROM idle_guard_stats()",

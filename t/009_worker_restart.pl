@@ -107,5 +107,48 @@ is($node->safe_psql('postgres', 'SELECT balance FROM accounts'),
 
 ig_close($holder);
 $writer->quit;
+
+#
+# A restarted worker remembers what it did: in report mode, a silent
+# episode reported before the restart is not reported again after it.
+#
+$node->safe_psql('postgres', "ALTER SYSTEM SET idle_guard.action = 'report'");
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ig_wait_for($node, "SELECT current_setting('idle_guard.action')",
+	'report', 'reloaded into report mode');
+$offset = -s $node->logfile;
+my ($quiet, $quiet_pid) = ig_silent_session($node, 'reported_once',
+	'BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 1;');
+my ($waiter, $waiter_pid) = ig_waiting_session($node, 'waiter2',
+	'UPDATE accounts SET balance = balance + 1 WHERE id = 1;');
+ig_wait_for($node,
+	"SELECT count(*) FROM idle_guard_history() WHERE pid = $quiet_pid",
+	'1', 'reported once');
+
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($new_pid)");
+ig_wait_for($node,
+	"SELECT worker_pid IS NOT NULL AND worker_pid <> $new_pid "
+	  . "FROM idle_guard_stats()",
+	't', 'a third worker has started');
+my $third_pid = $node->safe_psql('postgres',
+	'SELECT worker_pid FROM idle_guard_stats()');
+# it sweeps at once when it starts, and again at least every naptime while
+# a session past its blocking deadline is silent
+my $restarted = $node->safe_psql('postgres',
+	'SELECT worker_started_at FROM idle_guard_stats()');
+ig_wait_for($node,
+	"SELECT last_sweep_at > '$restarted'::timestamptz + interval '300 ms' "
+	  . "FROM idle_guard_stats()",
+	't', 'the new worker has swept the still-silent session');
+ok(ig_pid_alive($node, $quiet_pid), 'report mode: still not terminated');
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM idle_guard_history() WHERE pid = $quiet_pid"),
+	'1', 'not reported a second time after the worker restart');
+my @lines = grep { /silent session holds locks pid=$quiet_pid / }
+  split /\n/, slurp_file($node->logfile, $offset);
+is(scalar(@lines), 1, 'one LOG line for the episode, across workers');
+
+ig_close($quiet);
+ig_close($waiter);
 $node->stop;
 done_testing();
