@@ -13,12 +13,13 @@ OBJS = \
 	src/policy.o \
 	src/session_policy.o \
 	src/pipeline.o \
+	src/record.o \
 	src/action.o \
 	src/worker.o \
 	src/report.o
 
 EXTENSION = idle_guard
-DATA = idle_guard--1.0.sql idle_guard--1.0--1.1.sql
+DATA = idle_guard--1.0.sql idle_guard--1.0--1.1.sql idle_guard--1.1--1.2.sql
 PGFILEDESC = "idle_guard - end silent transactions that hold locks"
 
 # One source of truth for the version: the control file's default_version

@@ -3,34 +3,62 @@
 --
 DROP EXTENSION IF EXISTS idle_guard;
 
+-- Column counts of the versioned functions, and the version installed
+CREATE FUNCTION ig_shape() RETURNS TABLE (version text, report int,
+                                          history int, stats int, reset bool)
+LANGUAGE sql AS $$
+    SELECT (SELECT extversion FROM pg_extension WHERE extname = 'idle_guard'),
+           (SELECT count(*)::int FROM pg_attribute
+            WHERE attrelid = to_regclass('idle_guard_report') AND attnum > 0),
+           (SELECT coalesce(array_length(proallargtypes, 1), 0) FROM pg_proc
+            WHERE proname = 'idle_guard_history'),
+           (SELECT coalesce(array_length(proallargtypes, 1), 0) FROM pg_proc
+            WHERE proname = 'idle_guard_stats'),
+           EXISTS (SELECT FROM pg_proc WHERE proname = 'idle_guard_reset')
+$$;
+
+-- 1.0, step by step to the latest
 CREATE EXTENSION idle_guard VERSION '1.0';
-SELECT extversion FROM pg_extension WHERE extname = 'idle_guard';
-SELECT count(*) AS report_columns
-FROM pg_attribute
-WHERE attrelid = 'idle_guard_report'::regclass AND attnum > 0;
--- the 1.0 entry point still answers with the 1.0 columns
+SELECT * FROM ig_shape();
+-- each version's entry points answer with their own columns
 SELECT count(*) FROM idle_guard_report();
+SELECT count(*) FROM idle_guard_history();
+SELECT sweeps >= 0 AS ok FROM idle_guard_stats();
+ALTER EXTENSION idle_guard UPDATE TO '1.1';
+SELECT * FROM ig_shape();
+SELECT count(*) FROM idle_guard_report();
+ALTER EXTENSION idle_guard UPDATE TO '1.2';
+SELECT * FROM ig_shape();
+SELECT count(*) FROM idle_guard_history();
+SELECT stats_reset IS NOT NULL AS has_reset_time FROM idle_guard_stats();
+DROP EXTENSION idle_guard;
 
+-- 1.0 straight to the latest, and 1.1 to the latest
+CREATE EXTENSION idle_guard VERSION '1.0';
 ALTER EXTENSION idle_guard UPDATE;
-SELECT extversion FROM pg_extension WHERE extname = 'idle_guard';
+SELECT * FROM ig_shape();
+DROP EXTENSION idle_guard;
+CREATE EXTENSION idle_guard VERSION '1.1';
+ALTER EXTENSION idle_guard UPDATE;
+SELECT * FROM ig_shape();
 
--- The new columns are at the end; the view follows the function
+-- The new columns are at the end
 SELECT attnum, attname, format_type(atttypid, atttypmod) AS type
 FROM pg_attribute
 WHERE attrelid = 'idle_guard_report'::regclass AND attnum > 17
 ORDER BY attnum;
-SELECT count(*) FROM idle_guard_report();
 
--- Privileges are as on a fresh install
-SELECT has_function_privilege('pg_monitor', 'idle_guard_report()', 'EXECUTE') AS monitor_exec,
-       has_table_privilege('pg_monitor', 'idle_guard_report', 'SELECT') AS monitor_select,
-       EXISTS (SELECT FROM pg_proc p, aclexplode(p.proacl) a
-               WHERE p.proname = 'idle_guard_report' AND a.grantee = 0) AS public_exec;
+-- Privileges after an upgrade are as on a fresh install
+SELECT p.proname,
+       has_function_privilege('pg_monitor', p.oid, 'EXECUTE') AS pg_monitor,
+       EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0) AS public
+FROM pg_proc p
+WHERE p.proname LIKE 'idle\_guard%'
+ORDER BY p.proname;
+SELECT has_table_privilege('pg_monitor', 'idle_guard_report', 'SELECT') AS monitor_select;
 
--- A fresh install at the current version is the same as an upgraded one
+-- A fresh install at the current version has the same shape
 DROP EXTENSION idle_guard;
 CREATE EXTENSION idle_guard;
-SELECT extversion FROM pg_extension WHERE extname = 'idle_guard';
-SELECT count(*) AS report_columns
-FROM pg_attribute
-WHERE attrelid = 'idle_guard_report'::regclass AND attnum > 0;
+SELECT * FROM ig_shape();
+DROP FUNCTION ig_shape();

@@ -49,6 +49,7 @@ typedef struct IgTarget
 	const char *usename;
 	const char *datname;
 	char		client[IG_ADDR_LEN];
+	IgRecord   *record;			/* the postmortem record of the action */
 } IgTarget;
 
 static void ig_resolve_target(const IgSession *s, IgTarget *t);
@@ -92,14 +93,17 @@ idle_guard_act(IgSession *s)
 	const char *why = NULL;
 	IgEpisodeKey cur;
 	BackendState state;
+	IgRecord   *rec = (IgRecord *) palloc(sizeof(IgRecord));
 
 	ig_resolve_target(s, &t);
+	idle_guard_build_record(s, rec);
+	t.record = rec;
 
 	if (s->decision.action == IG_DO_REPORT)
 	{
 		ig_log_action(s, &t, "silent session holds locks", "report", now);
 		idle_guard_record(s, t.usename, t.datname, t.client, now,
-						  "reported", NULL);
+						  "reported", NULL, rec);
 		return IG_ACT_DONE;
 	}
 
@@ -136,7 +140,7 @@ idle_guard_act(IgSession *s)
 	{
 		case IG_RECHECK_OK:
 			idle_guard_record(s, t.usename, t.datname, t.client, now,
-							  "terminated", "SIGTERM sent");
+							  "terminated", "SIGTERM sent", rec);
 			return IG_ACT_DONE;
 		case IG_RECHECK_ENDED:
 			ig_spare(s, &t, now, why);
@@ -160,7 +164,7 @@ ig_spare(IgSession *s, const IgTarget *t, TimestampTz now, const char *why)
 					s->key.pid, why),
 			 errhidestmt(true), errhidecontext(true)));
 	idle_guard_record(s, t->usename, t->datname, t->client, now,
-					  "skipped", why);
+					  "skipped", why, t->record);
 }
 
 /*

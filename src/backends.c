@@ -173,6 +173,58 @@ idle_guard_lookup_status(int pid, IgEpisodeKey *key, BackendState *state)
 }
 
 /*
+ * idle_guard_describe_sessions
+ *		For the record of an action: read a fresh status snapshot once and
+ *		copy the silent session's last query and, for each waiter listed in
+ *		rec, its role, application name and current query (each clipped to
+ *		the record's bounds).  A session that has gone keeps empty fields.
+ */
+void
+idle_guard_describe_sessions(IgRecord *rec, int target_pid)
+{
+	int			nentries;
+	int			i;
+
+	ig_status_clear();
+	nentries = ig_status_count();
+	for (i = 1; i <= nentries; i++)
+	{
+		LocalPgBackendStatus *local = ig_status_entry(i);
+		PgBackendStatus *be;
+		char	   *query;
+		int			w;
+
+		if (local == NULL)
+			continue;
+		be = &local->backendStatus;
+		if (be->st_procpid == 0)
+			continue;
+
+		if (be->st_procpid == target_pid)
+		{
+			query = pgstat_clip_activity(be->st_activity_raw);
+			strlcpy(rec->query, query, IG_QUERY_LEN);
+			pfree(query);
+			continue;
+		}
+		for (w = 0; w < rec->nwaiters; w++)
+		{
+			IgWaiterRecord *wr = &rec->waiters[w];
+
+			if (wr->fact.pid != be->st_procpid)
+				continue;
+			wr->userid = be->st_userid;
+			strlcpy(wr->appname, be->st_appname ? be->st_appname : "",
+					NAMEDATALEN);
+			query = pgstat_clip_activity(be->st_activity_raw);
+			strlcpy(wr->query, query, IG_WAITER_QUERY_LEN);
+			pfree(query);
+			break;
+		}
+	}
+}
+
+/*
  * idle_guard_client_addr_text
  *		Write a client's IP address as text, the way pg_stat_activity shows
  *		client_addr.  Returns false for a Unix-socket or unknown client.

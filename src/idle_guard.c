@@ -177,7 +177,7 @@ _PG_init(void)
 							"Kept in shared memory; changing it needs a restart.",
 							&idle_guard_history_size,
 							1000,
-							0, 100000,
+							0, 10000,
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);

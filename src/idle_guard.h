@@ -123,6 +123,50 @@ extern const char *idle_guard_action_name(IgAction action);
 /* Length of a textual client address, as inet_ntop would write it */
 #define IG_ADDR_LEN		64
 
+/*
+ * Bounds of the postmortem record kept with each history entry (about
+ * 8 kB an entry): the locks held and the sessions waiting beyond these
+ * counts are counted but not described, and query texts are clipped.
+ */
+#define IG_RECORD_MAX_LOCKS		16
+#define IG_RECORD_MAX_WAITERS	16
+#define IG_QUERY_LEN			1024
+#define IG_WAITER_QUERY_LEN		256
+
+/* One lock a silent session holds, as its lock tag and modes */
+typedef struct IgLockHeld
+{
+	uint8		locktype;		/* LockTagType */
+	bool		fastpath;
+	uint16		modes;			/* LOCKMASK: bit m = mode m held */
+	uint32		field1;			/* lock tag fields, as in pg_locks */
+	uint32		field2;
+	uint32		field3;
+	uint16		field4;
+} IgLockHeld;
+
+/* One session waiting on a silent session (directly or through the queue) */
+typedef struct IgWaiterFact
+{
+	int			pid;
+	uint8		mode;			/* lock mode it requests */
+	uint8		locktype;		/* LockTagType of the lock it waits on */
+	bool		direct;			/* waits on the silent session itself */
+	TimestampTz wait_start;		/* when its lock wait began; 0 = unknown */
+} IgWaiterFact;
+
+/* A waiter as the record describes it */
+typedef struct IgWaiterRecord
+{
+	IgWaiterFact fact;
+	int64		waited_us;		/* how long it had waited when we acted;
+								 * -1 = unknown */
+	Oid			userid;
+	char		usename[NAMEDATALEN];
+	char		appname[NAMEDATALEN];
+	char		query[IG_WAITER_QUERY_LEN];
+} IgWaiterRecord;
+
 /* Where a session's policy value came from, least to most specific */
 typedef enum IgPolicySource
 {
@@ -196,6 +240,9 @@ typedef struct IgSession
 	int			blocked_direct;
 	int			blocked_total;
 	int		   *blocked_pids;	/* transitive waiters, sorted; palloc'd */
+	IgWaiterFact *waiters;		/* the same, with what each waits for */
+	int			nheld;			/* locks described in held[] */
+	IgLockHeld	held[IG_RECORD_MAX_LOCKS];
 
 	/* pipeline.c */
 	IgPolicy	policy;			/* the policy that applies to it */
@@ -214,6 +261,25 @@ typedef struct IgSweep
 	bool		graph_built;	/* the lock-table pass ran */
 } IgSweep;
 
+/*
+ * The postmortem record of one action: what the silent session was doing,
+ * what it held, who waited on it, and the policy that applied.  Kept
+ * structured; idle_guard_history() renders it as jsonb when read, applying
+ * the caller's visibility and resolving relation names.
+ */
+typedef struct IgRecord
+{
+	char		query[IG_QUERY_LEN];	/* its last query, clipped */
+	TimestampTz xact_start;
+	TimestampTz silent_since;
+	int			nlocks;			/* entries in locks[] */
+	IgLockHeld	locks[IG_RECORD_MAX_LOCKS];
+	int			nwaiters;		/* entries in waiters[] */
+	IgWaiterRecord waiters[IG_RECORD_MAX_WAITERS];
+	IgPolicy	policy;
+	IgPolicySource policy_source;
+} IgRecord;
+
 /* One entry of the history ring */
 typedef struct IgHistoryEntry
 {
@@ -230,6 +296,7 @@ typedef struct IgHistoryEntry
 	IgRule		rule;
 	char		action[12];		/* reported, terminated, skipped */
 	char		detail[128];
+	IgRecord	record;
 } IgHistoryEntry;
 
 /*
@@ -257,6 +324,7 @@ typedef struct IgShared
 	int64		reported;
 	int64		terminated;
 	int64		skipped;
+	TimestampTz stats_reset;	/* when counters and history were cleared */
 	int			history_size;	/* entries in the ring */
 	int64		history_next;	/* total entries ever written */
 	IgHistoryEntry history[FLEXIBLE_ARRAY_MEMBER];
@@ -284,7 +352,8 @@ extern void idle_guard_publish_defaults(const IgPolicy *policy);
 extern void idle_guard_record(const IgSession *s, const char *usename,
 							  const char *datname, const char *client,
 							  TimestampTz at, const char *action,
-							  const char *detail);
+							  const char *detail, const IgRecord *record);
+extern void idle_guard_reset_state(void);
 
 /* backends.c */
 extern void idle_guard_snapshot(IgSweep *sweep);
@@ -292,6 +361,7 @@ extern bool idle_guard_lookup_status(int pid, IgEpisodeKey *key,
 									 BackendState *state);
 extern bool idle_guard_client_addr_text(const SockAddr *addr, char *buf,
 										size_t buflen);
+extern void idle_guard_describe_sessions(IgRecord *rec, int target_pid);
 
 /* locks.c */
 extern void idle_guard_fastpath_locks(IgSweep *sweep);
@@ -310,6 +380,16 @@ extern void idle_guard_effective_policy(const IgPolicy *defaults, int procno,
 										IgPolicySource *source);
 extern int	idle_guard_shortest_session_timeout(void);
 extern const char *idle_guard_policy_source_name(IgPolicySource source);
+
+/* record.c */
+extern void idle_guard_build_record(const IgSession *s, IgRecord *rec);
+extern Datum idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
+									 bool (*can_see) (Oid userid));
+
+/* record.c */
+extern void idle_guard_build_record(const IgSession *s, IgRecord *rec);
+extern Datum idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
+									 bool (*can_see) (Oid userid));
 
 /* pipeline.c */
 extern void idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults,

@@ -62,13 +62,23 @@ typedef struct IgEdges
 	int			maxedges;
 } IgEdges;
 
+/* What the lock-table pass learns about each waiting node */
+typedef struct IgNodeWait
+{
+	int			pid;			/* its lock-group leader's pid */
+	uint8		mode;			/* the mode it requests */
+	uint8		locktype;		/* the type of lock it waits on */
+	TimestampTz wait_start;
+} IgNodeWait;
+
 static void ig_add_edge(IgEdges *e, int waiter, int blocker);
 static void ig_collect_waiter_edges(PGPROC *proc, IgEdges *edges,
-									int *node_pid);
+									IgNodeWait *nodes);
 static void ig_count_main_table_locks(IgSession *s, PGPROC *proc);
 static void ig_count_waiters(IgSweep *sweep, IgEdges *edges,
-							 const int *node_pid, int nnodes);
-static int	ig_cmp_int(const void *a, const void *b);
+							 const IgNodeWait *nodes, int nnodes);
+static void ig_describe_held(IgSession *s, const IgLockHeld *lock);
+static int	ig_cmp_waiter(const void *a, const void *b);
 
 /* Index in the proc array of a proc's lock-group leader */
 static inline int
@@ -107,12 +117,20 @@ idle_guard_fastpath_locks(IgSweep *sweep)
 				uint32		bits = ig_fastpath_bits(proc, slot);
 				int			mode;
 
+				IgLockHeld	held = {0};
+
 				if (bits == 0)
 					continue;
 				s->locks_held += pg_popcount32(bits);
 				mode = pg_leftmost_one_pos32(bits) + IG_FP_LOCKNUMBER_OFFSET;
 				if (mode > s->strongest_mode)
 					s->strongest_mode = mode;
+				held.locktype = LOCKTAG_RELATION;
+				held.fastpath = true;
+				held.modes = (uint16) (bits << IG_FP_LOCKNUMBER_OFFSET);
+				held.field1 = proc->databaseId;
+				held.field2 = proc->fpRelId[slot];
+				ig_describe_held(s, &held);
 			}
 		}
 		LWLockRelease(&proc->fpInfoLock);
@@ -162,7 +180,7 @@ void
 idle_guard_lock_table_pass(IgSweep *sweep)
 {
 	int			nnodes = ProcGlobal->allProcCount + max_prepared_xacts;
-	int		   *node_pid = (int *) palloc0(sizeof(int) * nnodes);
+	IgNodeWait *nodes = (IgNodeWait *) palloc0(sizeof(IgNodeWait) * nnodes);
 	IgEdges		edges = {0};
 	int			i;
 
@@ -185,7 +203,7 @@ idle_guard_lock_table_pass(IgSweep *sweep)
 			PGPROC	   *proc = &ProcGlobal->allProcs[i];
 
 			if (proc->pid != 0 && proc->waitLock != NULL)
-				ig_collect_waiter_edges(proc, &edges, node_pid);
+				ig_collect_waiter_edges(proc, &edges, nodes);
 		}
 	}
 
@@ -193,7 +211,7 @@ idle_guard_lock_table_pass(IgSweep *sweep)
 		LWLockRelease(LockHashPartitionLockByIndex(i));
 
 	sweep->graph_built = true;
-	ig_count_waiters(sweep, &edges, node_pid, nnodes);
+	ig_count_waiters(sweep, &edges, nodes, nnodes);
 }
 
 /*
@@ -214,17 +232,25 @@ ig_count_main_table_locks(IgSession *s, PGPROC *proc)
 		for (pl = ig_proc_proclock_next(proc, part, NULL); pl != NULL;
 			 pl = ig_proc_proclock_next(proc, part, pl))
 		{
-			uint8		type = pl->tag.myLock->tag.locktag_type;
+			LOCKTAG    *tag = &pl->tag.myLock->tag;
 			uint32		mask = (uint32) pl->holdMask;
 			int			mode;
+			IgLockHeld	held = {0};
 
-			if (mask == 0 || type == LOCKTAG_VIRTUALTRANSACTION ||
-				type == LOCKTAG_TRANSACTION)
+			if (mask == 0 || tag->locktag_type == LOCKTAG_VIRTUALTRANSACTION ||
+				tag->locktag_type == LOCKTAG_TRANSACTION)
 				continue;
 			s->locks_held += pg_popcount32(mask);
 			mode = pg_leftmost_one_pos32(mask);
 			if (mode > s->strongest_mode)
 				s->strongest_mode = mode;
+			held.locktype = tag->locktag_type;
+			held.modes = (uint16) mask;
+			held.field1 = tag->locktag_field1;
+			held.field2 = tag->locktag_field2;
+			held.field3 = tag->locktag_field3;
+			held.field4 = tag->locktag_field4;
+			ig_describe_held(s, &held);
 		}
 	}
 	s->locks_exact = true;
@@ -238,7 +264,7 @@ ig_count_main_table_locks(IgSession *s, PGPROC *proc)
  * holds every partition lock, which also keeps lockGroupLeader stable.
  */
 static void
-ig_collect_waiter_edges(PGPROC *proc, IgEdges *edges, int *node_pid)
+ig_collect_waiter_edges(PGPROC *proc, IgEdges *edges, IgNodeWait *nodes)
 {
 	LOCK	   *lock = proc->waitLock;
 	PGPROC	   *leader = proc->lockGroupLeader ? proc->lockGroupLeader : proc;
@@ -248,7 +274,11 @@ ig_collect_waiter_edges(PGPROC *proc, IgEdges *edges, int *node_pid)
 	PGPROC	   *ahead;
 
 	conflict = GetLocksMethodTable(lock)->conflictTab[proc->waitLockMode];
-	node_pid[waiter] = leader->pid;
+	nodes[waiter].pid = leader->pid;
+	nodes[waiter].mode = (uint8) proc->waitLockMode;
+	nodes[waiter].locktype = lock->tag.locktag_type;
+	nodes[waiter].wait_start =
+		(TimestampTz) pg_atomic_read_u64(&proc->waitStart);
 
 	for (pl = ig_lock_proclock_next(lock, NULL); pl != NULL;
 		 pl = ig_lock_proclock_next(lock, pl))
@@ -298,7 +328,7 @@ ig_add_edge(IgEdges *e, int waiter, int blocker)
  * session; the graph is stored as a compressed adjacency array.
  */
 static void
-ig_count_waiters(IgSweep *sweep, IgEdges *edges, const int *node_pid,
+ig_count_waiters(IgSweep *sweep, IgEdges *edges, const IgNodeWait *nodes,
 				 int nnodes)
 {
 	int		   *start;
@@ -355,6 +385,7 @@ ig_count_waiters(IgSweep *sweep, IgEdges *edges, const int *node_pid,
 					s->blocked_direct++;
 			}
 		}
+		/* queue[1 .. blocked_direct] are the direct waiters (BFS order) */
 
 		s->blocked_total = tail - 1;
 		if (s->blocked_total > 0)
@@ -366,20 +397,41 @@ ig_count_waiters(IgSweep *sweep, IgEdges *edges, const int *node_pid,
 			 */
 			s->holds_locks = true;
 
+			s->waiters = (IgWaiterFact *) palloc(sizeof(IgWaiterFact) *
+												 s->blocked_total);
+			for (k = 0; k < s->blocked_total; k++)
+			{
+				const IgNodeWait *nw = &nodes[queue[k + 1]];
+
+				s->waiters[k].pid = nw->pid;
+				s->waiters[k].mode = nw->mode;
+				s->waiters[k].locktype = nw->locktype;
+				s->waiters[k].wait_start = nw->wait_start;
+				s->waiters[k].direct = (k < s->blocked_direct);
+			}
+			qsort(s->waiters, s->blocked_total, sizeof(IgWaiterFact),
+				  ig_cmp_waiter);
 			s->blocked_pids = (int *) palloc(sizeof(int) * s->blocked_total);
 			for (k = 0; k < s->blocked_total; k++)
-				s->blocked_pids[k] = node_pid[queue[k + 1]];
-			qsort(s->blocked_pids, s->blocked_total, sizeof(int), ig_cmp_int);
+				s->blocked_pids[k] = s->waiters[k].pid;
 		}
 	}
 }
 
-/* qsort comparator for ints */
-static int
-ig_cmp_int(const void *a, const void *b)
+/* Keep the description of one held lock, up to IG_RECORD_MAX_LOCKS */
+static void
+ig_describe_held(IgSession *s, const IgLockHeld *lock)
 {
-	int			x = *(const int *) a;
-	int			y = *(const int *) b;
+	if (s->nheld < IG_RECORD_MAX_LOCKS)
+		s->held[s->nheld++] = *lock;
+}
+
+/* qsort comparator for waiters, by pid */
+static int
+ig_cmp_waiter(const void *a, const void *b)
+{
+	int			x = ((const IgWaiterFact *) a)->pid;
+	int			y = ((const IgWaiterFact *) b)->pid;
 
 	return (x > y) - (x < y);
 }

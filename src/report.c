@@ -39,7 +39,10 @@
 PG_FUNCTION_INFO_V1(idle_guard_report);
 PG_FUNCTION_INFO_V1(idle_guard_report_1_1);
 PG_FUNCTION_INFO_V1(idle_guard_history);
+PG_FUNCTION_INFO_V1(idle_guard_history_1_2);
 PG_FUNCTION_INFO_V1(idle_guard_stats);
+PG_FUNCTION_INFO_V1(idle_guard_stats_1_2);
+PG_FUNCTION_INFO_V1(idle_guard_reset);
 
 /*
  * Columns of idle_guard_report() per SQL API version: each version's
@@ -50,10 +53,16 @@ PG_FUNCTION_INFO_V1(idle_guard_stats);
 #define IDLE_GUARD_REPORT_COLS_V1_0 20
 #define IDLE_GUARD_REPORT_COLS_V1_1 23
 #define IDLE_GUARD_REPORT_COLS		IDLE_GUARD_REPORT_COLS_V1_1
-#define IDLE_GUARD_HISTORY_COLS 12
-#define IDLE_GUARD_STATS_COLS	9
+#define IDLE_GUARD_HISTORY_COLS_V1_0 12
+#define IDLE_GUARD_HISTORY_COLS_V1_2 13
+#define IDLE_GUARD_HISTORY_COLS		IDLE_GUARD_HISTORY_COLS_V1_2
+#define IDLE_GUARD_STATS_COLS_V1_0	9
+#define IDLE_GUARD_STATS_COLS_V1_2	10
+#define IDLE_GUARD_STATS_COLS		IDLE_GUARD_STATS_COLS_V1_2
 
 static void ig_report(FunctionCallInfo fcinfo, int ncols);
+static void ig_history(FunctionCallInfo fcinfo, int ncols);
+static Datum ig_stats(FunctionCallInfo fcinfo, int ncols);
 static bool ig_can_see(Oid userid);
 static Datum ig_name_datum(const char *name);
 static Datum ig_interval_datum(int64 usecs);
@@ -219,10 +228,29 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 
 /*
  * idle_guard_history
- *		The actions kept in the ring, oldest first.
+ *		The actions kept in the ring, oldest first (API 1.0).
  */
 Datum
 idle_guard_history(PG_FUNCTION_ARGS)
+{
+	ig_history(fcinfo, IDLE_GUARD_HISTORY_COLS_V1_0);
+	return (Datum) 0;
+}
+
+/*
+ * idle_guard_history_1_2
+ *		The same, with the postmortem record of each action (API 1.2).
+ */
+Datum
+idle_guard_history_1_2(PG_FUNCTION_ARGS)
+{
+	ig_history(fcinfo, IDLE_GUARD_HISTORY_COLS_V1_2);
+	return (Datum) 0;
+}
+
+/* Build the history's rows with the first ncols columns */
+static void
+ig_history(FunctionCallInfo fcinfo, int ncols)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	IgShared   *sh;
@@ -277,20 +305,53 @@ idle_guard_history(PG_FUNCTION_ARGS)
 			values[j++] = CStringGetTextDatum(e->detail);
 		else
 			nulls[j++] = true;
+		Assert(j == IDLE_GUARD_HISTORY_COLS_V1_0);
 
-		Assert(j == IDLE_GUARD_HISTORY_COLS);
+		if (ncols >= IDLE_GUARD_HISTORY_COLS_V1_2)
+			values[j++] = idle_guard_record_jsonb(&e->record, e->userid,
+												  ig_can_see);
+
+		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-
-	return (Datum) 0;
 }
 
 /*
  * idle_guard_stats
- *		One row: the worker and its counters since the server started.
+ *		One row: the worker and its counters (API 1.0).
  */
 Datum
 idle_guard_stats(PG_FUNCTION_ARGS)
+{
+	return ig_stats(fcinfo, IDLE_GUARD_STATS_COLS_V1_0);
+}
+
+/*
+ * idle_guard_stats_1_2
+ *		The same, with the time of the last reset (API 1.2).
+ */
+Datum
+idle_guard_stats_1_2(PG_FUNCTION_ARGS)
+{
+	return ig_stats(fcinfo, IDLE_GUARD_STATS_COLS_V1_2);
+}
+
+/*
+ * idle_guard_reset
+ *		Clear the history and the counters.  EXECUTE is revoked from PUBLIC:
+ *		superusers, and roles they grant it to, may call it.
+ */
+Datum
+idle_guard_reset(PG_FUNCTION_ARGS)
+{
+	idle_guard_require_loaded();
+	idle_guard_reset_state();
+	PG_RETURN_VOID();
+}
+
+/* Build the stats row with the first ncols columns */
+static Datum
+ig_stats(FunctionCallInfo fcinfo, int ncols)
 {
 	TupleDesc	tupdesc;
 	Datum		values[IDLE_GUARD_STATS_COLS] = {0};
@@ -331,9 +392,12 @@ idle_guard_stats(PG_FUNCTION_ARGS)
 	values[j++] = Int64GetDatum(copy.reported);
 	values[j++] = Int64GetDatum(copy.terminated);
 	values[j++] = Int64GetDatum(copy.skipped);
-	Assert(j == IDLE_GUARD_STATS_COLS);
+	Assert(j == IDLE_GUARD_STATS_COLS_V1_0);
+	if (ncols >= IDLE_GUARD_STATS_COLS_V1_2)
+		values[j++] = TimestampTzGetDatum(copy.stats_reset);
+	Assert(j == ncols);
 
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 
 /* May the caller see the client details of a session of this role? */

@@ -21,7 +21,12 @@
  */
 #include "postgres.h"
 
+#include <unistd.h>
+
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "port/pg_crc32c.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
@@ -30,6 +35,33 @@
 #include "idle_guard.h"
 
 IgShared   *idle_guard_shared = NULL;
+
+/*
+ * The history and counters survive a clean restart in this file, written
+ * by the postmaster at shutdown and read (then removed) at startup, the
+ * way pg_stat_statements keeps its statistics.  A file from a crash is
+ * never written; one that does not validate is ignored.
+ */
+#define IG_STATE_FILE		PGSTAT_STAT_PERMANENT_DIRECTORY "/idle_guard.stat"
+#define IG_STATE_MAGIC		0x49474831	/* "IGH1" */
+#define IG_STATE_FORMAT		1
+
+/* Header of the state file; entries and a CRC-32C of all before it follow */
+typedef struct IgStateFileHeader
+{
+	uint32		magic;
+	uint32		format;
+	uint32		entry_size;		/* sizeof(IgHistoryEntry) of the writer */
+	uint32		count;			/* entries that follow, oldest first */
+	int64		sweeps;
+	int64		reported;
+	int64		terminated;
+	int64		skipped;
+	TimestampTz stats_reset;
+} IgStateFileHeader;
+
+static void ig_save_state(int code, Datum arg);
+static void ig_load_state(void);
 
 /* Number of per-backend policy slots: one per regular PGPROC */
 static int
@@ -105,8 +137,17 @@ idle_guard_shmem_startup(void)
 			pg_atomic_init_u32(&idle_guard_shared->slots[i].changecount, 0);
 		idle_guard_shared->episodes = (IgEpisodeMemory *)
 			((char *) idle_guard_shared + ig_ring_size() + ig_slots_size());
+		idle_guard_shared->stats_reset = GetCurrentTimestamp();
 	}
 	LWLockRelease(AddinShmemInitLock);
+
+	/* The postmaster restores the state of the last clean shutdown */
+	if (!IsUnderPostmaster)
+	{
+		if (!found)
+			ig_load_state();
+		on_shmem_exit(ig_save_state, (Datum) 0);
+	}
 }
 
 /*
@@ -155,6 +196,176 @@ idle_guard_publish_defaults(const IgPolicy *policy)
 }
 
 /*
+ * idle_guard_reset_state
+ *		Clear the history and the counters, and remember when.
+ */
+void
+idle_guard_reset_state(void)
+{
+	IgShared   *sh = idle_guard_shared;
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	sh->history_next = 0;
+	sh->sweeps = 0;
+	sh->reported = 0;
+	sh->terminated = 0;
+	sh->skipped = 0;
+	sh->stats_reset = GetCurrentTimestamp();
+	LWLockRelease(sh->lock);
+}
+
+/*
+ * Write the history ring and the counters to IG_STATE_FILE, at a clean
+ * shutdown of the postmaster (an on_shmem_exit callback).  Written to a
+ * temporary file first and renamed into place durably; a failure is
+ * logged, never raised.
+ */
+static void
+ig_save_state(int code, Datum arg)
+{
+	IgShared   *sh = idle_guard_shared;
+	IgStateFileHeader hdr;
+	pg_crc32c	crc;
+	FILE	   *file;
+	int64		first;
+	int			i;
+
+	if (code != 0 || sh == NULL)
+		return;
+
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.magic = IG_STATE_MAGIC;
+	hdr.format = IG_STATE_FORMAT;
+	hdr.entry_size = sizeof(IgHistoryEntry);
+	hdr.count = (uint32) Min(sh->history_next, (int64) sh->history_size);
+	hdr.sweeps = sh->sweeps;
+	hdr.reported = sh->reported;
+	hdr.terminated = sh->terminated;
+	hdr.skipped = sh->skipped;
+	hdr.stats_reset = sh->stats_reset;
+	first = sh->history_next - hdr.count;
+
+	file = AllocateFile(IG_STATE_FILE ".tmp", PG_BINARY_W);
+	if (file == NULL)
+		goto error;
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, &hdr, sizeof(hdr));
+	if (fwrite(&hdr, sizeof(hdr), 1, file) != 1)
+		goto error;
+	for (i = 0; i < (int) hdr.count; i++)
+	{
+		IgHistoryEntry *e = &sh->history[(first + i) % sh->history_size];
+
+		COMP_CRC32C(crc, e, sizeof(IgHistoryEntry));
+		if (fwrite(e, sizeof(IgHistoryEntry), 1, file) != 1)
+			goto error;
+	}
+	FIN_CRC32C(crc);
+	if (fwrite(&crc, sizeof(crc), 1, file) != 1)
+		goto error;
+	if (FreeFile(file))
+	{
+		file = NULL;
+		goto error;
+	}
+	(void) durable_rename(IG_STATE_FILE ".tmp", IG_STATE_FILE, LOG);
+	return;
+
+error:
+	ereport(LOG,
+			(errcode_for_file_access(),
+			 errmsg("could not write file \"%s\": %m",
+					IG_STATE_FILE ".tmp")));
+	if (file)
+		FreeFile(file);
+	unlink(IG_STATE_FILE ".tmp");
+}
+
+/*
+ * Read IG_STATE_FILE back into shared memory at postmaster start, then
+ * remove it.  A file that is truncated, from another format or build
+ * (entry size), or fails its checksum is ignored with a LOG message and
+ * everything starts empty: it never stops the server.
+ */
+static void
+ig_load_state(void)
+{
+	IgShared   *sh = idle_guard_shared;
+	IgStateFileHeader hdr;
+	pg_crc32c	crc;
+	pg_crc32c	file_crc;
+	const char *problem = NULL;
+	FILE	   *file;
+	uint32		i;
+
+	file = AllocateFile(IG_STATE_FILE, PG_BINARY_R);
+	if (file == NULL)
+	{
+		if (errno != ENOENT)
+			ereport(LOG,
+					(errcode_for_file_access(),
+					 errmsg("could not read file \"%s\": %m",
+							IG_STATE_FILE)));
+		return;
+	}
+
+	INIT_CRC32C(crc);
+	if (fread(&hdr, sizeof(hdr), 1, file) != 1)
+		problem = "it is too short";
+	else if (hdr.magic != IG_STATE_MAGIC)
+		problem = "it is not an idle_guard state file";
+	else if (hdr.format != IG_STATE_FORMAT ||
+			 hdr.entry_size != sizeof(IgHistoryEntry))
+		problem = "it was written by another version of idle_guard";
+	else
+	{
+		COMP_CRC32C(crc, &hdr, sizeof(hdr));
+		for (i = 0; i < hdr.count && problem == NULL; i++)
+		{
+			IgHistoryEntry e;
+
+			if (fread(&e, sizeof(e), 1, file) != 1)
+				problem = "it is truncated";
+			else
+			{
+				COMP_CRC32C(crc, &e, sizeof(e));
+				/* later entries overwrite earlier ones past the ring size */
+				if (sh->history_size > 0)
+					sh->history[i % sh->history_size] = e;
+			}
+		}
+		FIN_CRC32C(crc);
+		if (problem == NULL &&
+			(fread(&file_crc, sizeof(file_crc), 1, file) != 1 ||
+			 !EQ_CRC32C(crc, file_crc)))
+			problem = "its checksum does not match";
+	}
+	FreeFile(file);
+
+	if (problem != NULL)
+	{
+		ereport(LOG,
+				(errmsg("idle_guard: ignoring file \"%s\": %s",
+						IG_STATE_FILE, problem),
+				 errdetail("The history of idle_guard's actions and its counters start empty.")));
+		sh->history_next = 0;
+	}
+	else
+	{
+		sh->history_next = hdr.count;
+		sh->sweeps = hdr.sweeps;
+		sh->reported = hdr.reported;
+		sh->terminated = hdr.terminated;
+		sh->skipped = hdr.skipped;
+		sh->stats_reset = hdr.stats_reset;
+		ereport(LOG,
+				(errmsg("idle_guard: restored %u history entries from \"%s\"",
+						hdr.count, IG_STATE_FILE)));
+	}
+	unlink(IG_STATE_FILE);
+}
+
+/*
  * idle_guard_record
  *		Count one action and append it to the history ring, overwriting the
  *		oldest entry once the ring is full.
@@ -165,7 +376,8 @@ idle_guard_publish_defaults(const IgPolicy *policy)
 void
 idle_guard_record(const IgSession *s, const char *usename,
 				  const char *datname, const char *client, TimestampTz at,
-				  const char *action, const char *detail)
+				  const char *action, const char *detail,
+				  const IgRecord *record)
 {
 	IgShared   *sh = idle_guard_shared;
 	IgHistoryEntry *e;
@@ -196,6 +408,8 @@ idle_guard_record(const IgSession *s, const char *usename,
 		e->rule = s->decision.rule;
 		strlcpy(e->action, action, sizeof(e->action));
 		strlcpy(e->detail, detail ? detail : "", sizeof(e->detail));
+		if (record)
+			e->record = *record;
 		sh->history_next++;
 	}
 

@@ -1,0 +1,266 @@
+/*-------------------------------------------------------------------------
+ *
+ * record.c
+ *		The postmortem record of an action: the silent session's last
+ *		query and transaction start, the locks it held, every session that
+ *		waited on it (who, running what, for which lock, for how long) and
+ *		the policy that applied.
+ *
+ * The worker builds the record when it acts and stores it, structured and
+ * bounded (IG_RECORD_MAX_LOCKS, IG_RECORD_MAX_WAITERS, clipped queries),
+ * in the history ring.  idle_guard_history() renders it as jsonb when read,
+ * so that relation names resolve in the caller's database and queries and
+ * application names are shown only to callers allowed to see them, by the
+ * same rule as idle_guard_report().
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/record.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "idle_guard.h"
+
+static void ig_json_key(StringInfo buf, const char *key, bool *first);
+static void ig_json_text(StringInfo buf, const char *key, const char *value,
+						 bool *first);
+static void ig_json_time(StringInfo buf, const char *key, TimestampTz t,
+						 bool *first);
+static void ig_json_lock(StringInfo buf, const IgLockHeld *lock);
+
+/*
+ * idle_guard_build_record
+ *		Fill the record of an action on session s from the facts of the
+ *		sweep and a fresh read of the sessions' status (queries, names).
+ *		Runs in the worker, inside its transaction (role names).
+ */
+void
+idle_guard_build_record(const IgSession *s, IgRecord *rec)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	memset(rec, 0, sizeof(IgRecord));
+	rec->xact_start = s->xact_start;
+	rec->silent_since = s->key.state_start;
+	rec->nlocks = s->nheld;
+	memcpy(rec->locks, s->held, sizeof(IgLockHeld) * s->nheld);
+	rec->nwaiters = Min(s->blocked_total, IG_RECORD_MAX_WAITERS);
+	for (i = 0; i < rec->nwaiters; i++)
+	{
+		rec->waiters[i].fact = s->waiters[i];
+		rec->waiters[i].waited_us = s->waiters[i].wait_start != 0
+			? now - s->waiters[i].wait_start : -1;
+	}
+	rec->policy = s->policy;
+	rec->policy_source = s->policy_source;
+
+	idle_guard_describe_sessions(rec, s->key.pid);
+	for (i = 0; i < rec->nwaiters; i++)
+	{
+		const char *name = OidIsValid(rec->waiters[i].userid)
+			? GetUserNameFromId(rec->waiters[i].userid, true) : NULL;
+
+		strlcpy(rec->waiters[i].usename, name ? name : "", NAMEDATALEN);
+	}
+}
+
+/*
+ * idle_guard_record_jsonb
+ *		Render a record as jsonb for a caller.  can_see(userid) says whether
+ *		the caller may see a session's query and application; the silent
+ *		session's own query follows target_userid.
+ *
+ * Shape:
+ *	{"query", "xact_start", "silent_since",
+ *	 "locks": [{"locktype", "modes": [...], "fastpath", "database",
+ *				"relation", "relation_name", "fields": [f1, f2, f3, f4]}],
+ *	 "locks_truncated",
+ *	 "waiters": [{"pid", "usename", "application_name", "query",
+ *				  "locktype", "mode_requested", "waited_s", "direct"}],
+ *	 "policy": {"action", "blocking_timeout_ms", "idle_timeout_ms",
+ *				"source"}}
+ */
+Datum
+idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
+						bool (*can_see) (Oid userid))
+{
+	StringInfoData buf;
+	bool		first = true;
+	int			i;
+	static const char *const actions[] = {"off", "report", "terminate"};
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+
+	ig_json_text(&buf, "query", can_see(target_userid) ? rec->query : NULL,
+				 &first);
+	ig_json_time(&buf, "xact_start", rec->xact_start, &first);
+	ig_json_time(&buf, "silent_since", rec->silent_since, &first);
+
+	ig_json_key(&buf, "locks", &first);
+	appendStringInfoChar(&buf, '[');
+	for (i = 0; i < rec->nlocks; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		ig_json_lock(&buf, &rec->locks[i]);
+	}
+	appendStringInfoChar(&buf, ']');
+	ig_json_key(&buf, "locks_truncated", &first);
+	appendStringInfoString(&buf, rec->nlocks >= IG_RECORD_MAX_LOCKS ?
+						   "true" : "false");
+
+	ig_json_key(&buf, "waiters", &first);
+	appendStringInfoChar(&buf, '[');
+	for (i = 0; i < rec->nwaiters; i++)
+	{
+		const IgWaiterRecord *w = &rec->waiters[i];
+		bool		visible = can_see(w->userid);
+		bool		wfirst = true;
+
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfoChar(&buf, '{');
+		ig_json_key(&buf, "pid", &wfirst);
+		appendStringInfo(&buf, "%d", w->fact.pid);
+		ig_json_text(&buf, "usename", w->usename[0] ? w->usename : NULL,
+					 &wfirst);
+		ig_json_text(&buf, "application_name", visible ? w->appname : NULL,
+					 &wfirst);
+		ig_json_text(&buf, "query", visible ? w->query : NULL, &wfirst);
+		ig_json_text(&buf, "locktype", LockTagTypeNames[w->fact.locktype],
+					 &wfirst);
+		ig_json_text(&buf, "mode_requested",
+					 GetLockmodeName(DEFAULT_LOCKMETHOD, w->fact.mode),
+					 &wfirst);
+		ig_json_key(&buf, "waited_s", &wfirst);
+		if (w->waited_us >= 0)
+			appendStringInfo(&buf, "%.3f", (double) w->waited_us / USECS_PER_SEC);
+		else
+			appendStringInfoString(&buf, "null");
+		ig_json_key(&buf, "direct", &wfirst);
+		appendStringInfoString(&buf, w->fact.direct ? "true" : "false");
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfoChar(&buf, ']');
+
+	ig_json_key(&buf, "policy", &first);
+	appendStringInfo(&buf,
+					 "{\"action\": \"%s\", \"blocking_timeout_ms\": %d, "
+					 "\"idle_timeout_ms\": %d, \"source\": \"%s\"}",
+					 actions[rec->policy.action],
+					 rec->policy.blocking_timeout_ms,
+					 rec->policy.idle_timeout_ms,
+					 idle_guard_policy_source_name(rec->policy_source));
+	appendStringInfoChar(&buf, '}');
+
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/* Render one held lock: its type, modes and tag, with a relation's name */
+static void
+ig_json_lock(StringInfo buf, const IgLockHeld *lock)
+{
+	bool		first = true;
+	bool		relational = lock->locktype == LOCKTAG_RELATION ||
+		lock->locktype == LOCKTAG_RELATION_EXTEND ||
+		lock->locktype == LOCKTAG_PAGE ||
+		lock->locktype == LOCKTAG_TUPLE;
+	int			m;
+	bool		mfirst = true;
+
+	appendStringInfoChar(buf, '{');
+	ig_json_text(buf, "locktype", LockTagTypeNames[lock->locktype], &first);
+	ig_json_key(buf, "modes", &first);
+	appendStringInfoChar(buf, '[');
+	for (m = 1; m <= MaxLockMode; m++)
+	{
+		if ((lock->modes & LOCKBIT_ON(m)) == 0)
+			continue;
+		if (!mfirst)
+			appendStringInfoChar(buf, ',');
+		mfirst = false;
+		escape_json(buf, GetLockmodeName(DEFAULT_LOCKMETHOD, m));
+	}
+	appendStringInfoChar(buf, ']');
+	ig_json_key(buf, "fastpath", &first);
+	appendStringInfoString(buf, lock->fastpath ? "true" : "false");
+	if (relational)
+	{
+		char	   *relname = NULL;
+
+		/* names resolve only in the relation's own database (or shared) */
+		if (lock->field1 == MyDatabaseId || lock->field1 == InvalidOid)
+			relname = get_rel_name((Oid) lock->field2);
+		ig_json_key(buf, "database", &first);
+		appendStringInfo(buf, "%u", lock->field1);
+		ig_json_key(buf, "relation", &first);
+		appendStringInfo(buf, "%u", lock->field2);
+		ig_json_text(buf, "relation_name", relname, &first);
+	}
+	ig_json_key(buf, "fields", &first);
+	appendStringInfo(buf, "[%u, %u, %u, %u]", lock->field1, lock->field2,
+					 lock->field3, (uint32) lock->field4);
+	appendStringInfoChar(buf, '}');
+}
+
+/* Append the key of the next member of an object */
+static void
+ig_json_key(StringInfo buf, const char *key, bool *first)
+{
+	if (!*first)
+		appendStringInfoString(buf, ", ");
+	*first = false;
+	escape_json(buf, key);
+	appendStringInfoString(buf, ": ");
+}
+
+/*
+ * Append a text member, null for NULL.  Only the prefix that is valid in
+ * the database encoding is kept: a query clipped to the record's bound may
+ * end in the middle of a character.
+ */
+static void
+ig_json_text(StringInfo buf, const char *key, const char *value, bool *first)
+{
+	ig_json_key(buf, key, first);
+	if (value)
+	{
+		int			len = strlen(value);
+		int			valid = pg_encoding_verifymbstr(GetDatabaseEncoding(),
+													value, len);
+
+		if (valid == len)
+			escape_json(buf, value);
+		else
+		{
+			char	   *prefix = pnstrdup(value, valid);
+
+			escape_json(buf, prefix);
+			pfree(prefix);
+		}
+	}
+	else
+		appendStringInfoString(buf, "null");
+}
+
+/* Append a timestamp member, null for 0 */
+static void
+ig_json_time(StringInfo buf, const char *key, TimestampTz t, bool *first)
+{
+	ig_json_text(buf, key, t != 0 ? timestamptz_to_str(t) : NULL, first);
+}
