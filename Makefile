@@ -60,7 +60,7 @@ installcheck-nopreload:
 # without a server.
 test/policy_test: test/policy_test.c src/policy.c src/idle_guard.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PG_CPPFLAGS) -I$(includedir_server) \
-		-o $@ test/policy_test.c src/policy.c -L$(pkglibdir) -lpgport -lm
+		-o $@ test/policy_test.c src/policy.c -L$(pkglibdir) -L$(libdir) -lpgport -lm
 
 unittest: test/policy_test
 	./test/policy_test

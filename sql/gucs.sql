@@ -1,6 +1,7 @@
 --
 -- The idle_guard.* settings: types, defaults, units, contexts, and the
--- validation of bad values.
+-- validation of bad values.  (expected/gucs_1.out: newer servers word some
+-- errors differently, with units in range messages.)
 --
 SELECT name, setting, unit, vartype, context, enumvals, min_val, max_val,
        boot_val

@@ -41,4 +41,5 @@ SELECT pg_describe_object(classid, objid, objsubid) AS object
 FROM pg_depend
 WHERE refclassid = 'pg_extension'::regclass
   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'idle_guard')
+  AND classid <> 'pg_type'::regclass   -- 18 also lists the view's row type
 ORDER BY 1;

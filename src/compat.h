@@ -29,6 +29,7 @@
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/backend_status.h"
+#include "utils/guc.h"
 #include "utils/wait_event.h"
 
 #if PG_VERSION_NUM < 150000
@@ -207,6 +208,22 @@ ig_lock_waiter_next(LOCK *lock, PGPROC *prev)
 	if (next == NULL || next == &lock->waitProcs.links)
 		return NULL;
 	return (PGPROC *) next;
+#endif
+}
+
+/*
+ * Allocate a GUC check hook's "extra".  GUC frees it with free() up to 15
+ * and with guc_free() (a pfree in GUC's own context) from 16 on, so it must
+ * come from the matching allocator.  Returns NULL on out-of-memory (16+
+ * has already logged it).
+ */
+static inline void *
+ig_guc_malloc(size_t size)
+{
+#if PG_VERSION_NUM >= 160000
+	return guc_malloc(LOG, size);
+#else
+	return malloc(size);
 #endif
 }
 

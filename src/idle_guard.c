@@ -262,8 +262,9 @@ idle_guard_current_policy(IgPolicy *policy)
 }
 
 /*
- * Pack a list of C strings into one malloc'd IgNameList, the form a check
- * hook hands to its assign hook (guc.c releases "extra" with free()).
+ * Pack a list of C strings into one IgNameList allocated the way GUC
+ * frees a check hook's "extra" (see ig_guc_malloc), the form a check hook
+ * hands to its assign hook.
  * Returns NULL, with the GUC error set, when out of memory.
  */
 static IgNameList *
@@ -277,7 +278,7 @@ ig_make_name_list(List *names)
 	foreach(lc, names)
 		size += strlen((char *) lfirst(lc)) + 1;
 
-	result = (IgNameList *) malloc(size);
+	result = (IgNameList *) ig_guc_malloc(size);
 	if (result == NULL)
 	{
 		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);

@@ -47,6 +47,7 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
+#include "compat.h"
 #include "idle_guard.h"
 
 /* The extra of each of the three settings: where its value came from */
@@ -98,7 +99,7 @@ ig_policy_source(GucSource source)
 bool
 idle_guard_check_policy_source(GucSource source, void **extra)
 {
-	IgSourceExtra *e = (IgSourceExtra *) malloc(sizeof(IgSourceExtra));
+	IgSourceExtra *e = (IgSourceExtra *) ig_guc_malloc(sizeof(IgSourceExtra));
 
 	if (e == NULL)
 	{
