@@ -21,12 +21,14 @@ set -euo pipefail
 #   postgresql-server-dev-15 headers and pg_config for PGXS builds
 #   postgresql-client-15     psql, pg_regress, the TAP modules, pgxs.mk
 #   libipc-run-perl          IPC::Run, needed by PostgreSQL::Test::Cluster
+#   libyaml-libyaml-perl     YAML::XS, for t/013 (parses contrib/*.yaml)
 #   make gcc                 the build itself
 REQUIRED_PACKAGES=(
 	postgresql-15
 	postgresql-server-dev-15
 	postgresql-client-15
 	libipc-run-perl
+	libyaml-libyaml-perl
 	make
 	gcc
 )

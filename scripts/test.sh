@@ -2,11 +2,16 @@
 #
 # scripts/test.sh -- build idle_guard and run every test suite.
 #
-# Usage: bash scripts/test.sh [--keep]
+# Usage: bash scripts/test.sh [--keep] [--pg MAJOR]...
 #
 #   --keep            keep the temporary build directory (with every log and
 #                     regression.diffs) and print its path
-#   PG_CONFIG=...     pg_config to build against
+#   --pg MAJOR        test against PostgreSQL MAJOR: 15 is Debian's
+#                     (/usr/lib/postgresql/15/bin/pg_config), any other major
+#                     is built once and cached by scripts/pg-build.sh MAJOR;
+#                     repeat it (--pg 15 --pg 18) to test several majors,
+#                     each from its own fresh copy of the source
+#   PG_CONFIG=...     pg_config to build against when --pg is not given
 #                     (default /usr/lib/postgresql/15/bin/pg_config)
 #   PROVE_TESTS=...   run only these TAP files, e.g. PROVE_TESTS='t/001_x.pl'
 #   PROVE_FLAGS=...   extra flags for prove, e.g. PROVE_FLAGS=-v
@@ -18,7 +23,9 @@
 #      products) is copied to a fresh directory under /tmp, because initdb and
 #      postgres refuse to run as root and the server user needs a writable
 #      directory;
-#   3. make COPT=-Werror && make install there, as the invoking user;
+#   3. with --pg MAJOR other than 15, scripts/pg-build.sh MAJOR provides
+#      (builds once, then reuses) that PostgreSQL; then make COPT=-Werror &&
+#      make install in the copy, as the invoking user;
 #   4. the suites that "make installcheck" chains are run one make call each,
 #      as the "postgres" user when we are root, so that every suite runs even
 #      if an earlier one fails, and each one gets its own verdict:
@@ -32,8 +39,11 @@
 #          from prove's output;
 #   5. on failure, every regression.diffs and the tail of every server/test
 #      log is printed;
-#   6. the last line is "test: N passed, M failed" (N, M count suites); the
-#      exit status is 0 only when nothing failed.
+#   6. the summary: one line per suite, "test: PostgreSQL MAJOR: N passed,
+#      M failed", and, last, "test: N passed, M failed" (N, M count suites,
+#      over every major with several --pg); the exit status is 0 only when
+#      nothing failed.  A major whose PostgreSQL could not be built counts
+#      one failed suite.
 #
 # Servers are temporary instances on their own ports; the Debian cluster
 # 15/main (port 5432) is neither used nor touched.
@@ -41,17 +51,58 @@
 set -euo pipefail
 
 usage() {
-	sed -n '3,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '3,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 KEEP=0
-for arg in "$@"; do
-	case "$arg" in
+PG_MAJORS=()
+while [ "$#" -gt 0 ]; do
+	case "$1" in
 	--keep) KEEP=1 ;;
+	--pg)
+		[ "$#" -ge 2 ] || { usage >&2; echo "test: --pg needs a major version" >&2; exit 2; }
+		PG_MAJORS+=("$2")
+		shift
+		;;
+	--pg=*) PG_MAJORS+=("${1#--pg=}") ;;
 	-h | --help) usage; exit 0 ;;
-	*) usage >&2; echo "test: unknown argument: $arg" >&2; exit 2 ;;
+	*) usage >&2; echo "test: unknown argument: $1" >&2; exit 2 ;;
 	esac
+	shift
 done
+for m in "${PG_MAJORS[@]}"; do
+	[[ "$m" =~ ^[1-9][0-9]*$ ]] || { echo "test: --pg: not a major version: $m" >&2; exit 2; }
+done
+
+# Several majors: run this script once per major (its own temporary copy of
+# the source, its own build, its own servers) and add up the verdicts.
+if [ "${#PG_MAJORS[@]}" -gt 1 ]; then
+	self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/$(basename "${BASH_SOURCE[0]}")
+	keep_arg=()
+	[ "$KEEP" -eq 1 ] && keep_arg=(--keep)
+	total_passed=0 total_failed=0
+	lines=()
+	for m in "${PG_MAJORS[@]}"; do
+		out=$(mktemp /tmp/idle_guard_test_out.XXXXXX)
+		echo "test: ==== PostgreSQL $m ===="
+		bash "$self" "${keep_arg[@]}" --pg "$m" | tee "$out" || true
+		last=$(tail -n 1 "$out")
+		rm -f "$out"
+		if [[ "$last" =~ ^test:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+			p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]}
+		else
+			p=0 f=1 # died before its summary
+		fi
+		total_passed=$((total_passed + p))
+		total_failed=$((total_failed + f))
+		lines+=("test: PostgreSQL $m: $p passed, $f failed")
+	done
+	echo
+	printf '%s\n' "${lines[@]}"
+	echo "test: $total_passed passed, $total_failed failed"
+	[ "$total_failed" -eq 0 ] && [ "$total_passed" -gt 0 ]
+	exit
+fi
 
 IG_LOG_PREFIX="test"
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -64,10 +115,11 @@ TEST_TIMEOUT=${IG_TEST_TIMEOUT:-2700}
 bash "$SCRIPT_DIR/setup.sh"
 
 REPO=$(ig_repo_root)
-PG_CONFIG=$(ig_pg_config)
+PG_MAJOR=${PG_MAJORS[0]:-} # empty: whatever $PG_CONFIG is
+PG_CONFIG_ARG=${PG_CONFIG:-}
+PG_CONFIG= # set below, once the PostgreSQL install is known
 BUILD_DIR=$(ig_mktemp_dir idle_guard_test)
 LOG_DIR=$BUILD_DIR/test_logs # one captured output per suite
-MAKE_VARS=("PG_CONFIG=$PG_CONFIG" "COPT=-Werror")
 
 # Connection settings from the caller's environment must not leak into the
 # temporary servers' clients.
@@ -79,7 +131,7 @@ CLEANED=0
 cleanup() {
 	[ "$CLEANED" -eq 1 ] && return 0
 	CLEANED=1
-	ig_stop_servers_under "$BUILD_DIR" "$PG_CONFIG"
+	[ -n "$PG_CONFIG" ] && ig_stop_servers_under "$BUILD_DIR" "$PG_CONFIG"
 	if [ "$KEEP" -eq 1 ]; then
 		ig_say "kept build directory: $BUILD_DIR"
 	else
@@ -114,6 +166,7 @@ print_summary() {
 			failed=$((failed + 1))
 		fi
 	done
+	echo "test: PostgreSQL ${PG_MAJOR:-(unknown major)}: $passed passed, $failed failed"
 	echo "test: $passed passed, $failed failed"
 	[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
 }
@@ -271,6 +324,44 @@ show_failure_details() {
 		done < <(find "$BUILD_DIR/$d" -type f | sort)
 	done
 }
+
+# --- the PostgreSQL install ------------------------------------------------
+
+# major_of PG_CONFIG: the major version, e.g. 18 for "PostgreSQL 18.6" and
+# 19 for "PostgreSQL 19rc1".
+major_of() {
+	"$1" --version | sed -nE 's/^PostgreSQL ([0-9]+).*/\1/p'
+}
+
+if [ -z "$PG_MAJOR" ]; then
+	PG_CONFIG=$(PG_CONFIG=$PG_CONFIG_ARG ig_pg_config)
+	PG_MAJOR=$(major_of "$PG_CONFIG")
+else
+	[ -n "$PG_CONFIG_ARG" ] && ig_say "--pg $PG_MAJOR given: ignoring PG_CONFIG=$PG_CONFIG_ARG"
+	if [ "$PG_MAJOR" = 15 ]; then
+		PG_CONFIG=$(PG_CONFIG=$IG_DEFAULT_PG_CONFIG ig_pg_config)
+	else
+		# Built once, cached outside the clone; its last stdout line is the
+		# pg_config path.
+		ig_say "PostgreSQL $PG_MAJOR: scripts/pg-build.sh $PG_MAJOR"
+		rc=0
+		bash "$SCRIPT_DIR/pg-build.sh" "$PG_MAJOR" | tee "$BUILD_DIR/pg-build.out" || rc=$?
+		pgc=$(tail -n 1 "$BUILD_DIR/pg-build.out")
+		if [ "$rc" -ne 0 ] || [ ! -x "$pgc" ]; then
+			record "build PostgreSQL $PG_MAJOR (scripts/pg-build.sh $PG_MAJOR)" FAIL "exit status $rc"
+			finish
+		fi
+		PG_CONFIG=$pgc
+	fi
+	found=$(major_of "$PG_CONFIG")
+	if [ "$found" != "$PG_MAJOR" ]; then
+		record "PostgreSQL $PG_MAJOR install" FAIL "$PG_CONFIG reports major '$found'"
+		PG_CONFIG=
+		finish
+	fi
+fi
+MAKE_VARS=("PG_CONFIG=$PG_CONFIG" "COPT=-Werror")
+ig_say "PostgreSQL $PG_MAJOR: $("$PG_CONFIG" --version), $PG_CONFIG"
 
 # --- build and install -------------------------------------------------------
 
