@@ -159,8 +159,8 @@ typedef struct IgWaiterFact
 typedef struct IgWaiterRecord
 {
 	IgWaiterFact fact;
-	int64		waited_us;		/* how long it had waited when we acted;
-								 * -1 = unknown */
+	int64		waited_us;		/* how long it had waited when we acted; -1 =
+								 * unknown */
 	Oid			userid;
 	char		usename[NAMEDATALEN];
 	char		appname[NAMEDATALEN];
@@ -199,8 +199,7 @@ typedef struct IgSessionPolicy
 typedef struct IgEpisodeMemory
 {
 	IgEpisodeKey key;			/* the episode */
-	IgAction	done;			/* IG_DO_NONE, IG_DO_REPORT or
-								 * IG_DO_TERMINATE */
+	IgAction	done;			/* IG_DO_NONE, IG_DO_REPORT or IG_DO_TERMINATE */
 } IgEpisodeMemory;
 
 /* One backend's published policy; see session_policy.c */

@@ -189,8 +189,8 @@ ig_sweep(void)
 	idle_guard_collect(&sweep, &policy, false);
 
 	/*
-	 * A session silent from now on cannot be due before the shortest
-	 * timeout in force, by default or in any session.
+	 * A session silent from now on cannot be due before the shortest timeout
+	 * in force, by default or in any session.
 	 */
 	shortest = ig_shorter(policy.blocking_timeout_ms, policy.idle_timeout_ms);
 	shortest = ig_shorter(shortest, idle_guard_shortest_session_timeout());

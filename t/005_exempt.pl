@@ -22,44 +22,6 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-# A silent session of another role.  (ig_silent_session's "user" option
-# puts "dbname=... user=..." inside the dbname of the node's connstr,
-# which libpq does not expand a second time, so it cannot connect.)
-sub silent_as
-{
-	my ($node, $user, $app, $sql) = @_;
-	my $s = $node->background_psql('postgres',
-		on_error_stop => 0,
-		extra_params => [ '-U', $user ]);
-	my $pid = $s->query_safe(
-		"SET application_name = '$app'; SELECT pg_backend_pid();");
-	$pid =~ s/\s+//g;
-	$s->query_safe($sql);
-	return ($s, $pid);
-}
-
-# Reload the configuration and wait until the worker judges with it: new
-# sessions see $value for $guc (the postmaster has reloaded and signalled
-# its children), then a worker sweep starts after that moment.  A second
-# reload makes that sweep happen at once (the worker sweeps on every
-# reload) instead of at the next periodic sweep.
-sub reload_and_wait
-{
-	my ($node, $guc, $value) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
-	ig_wait_for($node, "SELECT current_setting('$guc') = '$value'",
-		't', "reload: $guc = '$value'");
-	my $t = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
-	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
-	# last_sweep_at - last_sweep_ms is no later than the sweep's start,
-	# whether last_sweep_at records its start or its end.
-	ig_wait_for($node,
-		"SELECT last_sweep_at - make_interval(secs => last_sweep_ms / 1000) > '$t' "
-		  . "FROM idle_guard_stats()",
-		't', 'worker swept with the reloaded configuration');
-}
-
 # The report row of one session: rule, action, blocked_total, and whether
 # it has been silent for more than blocking_timeout (2s).
 sub report_row
@@ -101,8 +63,9 @@ $node->safe_psql(
 is($node->safe_psql('postgres', 'SHOW idle_guard.exempt_applications'),
 	'pg_dump', 'exempt_applications defaults to pg_dump');
 
-my ($by_role, $by_role_pid) = silent_as($node, 'batch', 'batch_loader',
-	'BEGIN; UPDATE jobs SET v = v + 1 WHERE id = 1;');
+my ($by_role, $by_role_pid) = ig_silent_session($node, 'batch_loader',
+	'BEGIN; UPDATE jobs SET v = v + 1 WHERE id = 1;',
+	user => 'batch');
 is( $node->safe_psql('postgres',
 		"SELECT usename FROM pg_stat_activity WHERE pid = $by_role_pid"),
 	'batch',
@@ -167,8 +130,15 @@ ig_close($control);
 $node->safe_psql('postgres',
 	"ALTER SYSTEM SET idle_guard.exempt_applications = 'nightly_export, etl_*'"
 );
-reload_and_wait($node, 'idle_guard.exempt_applications',
-	'nightly_export, etl_*');
+# Wait until the worker judges with the new list: new sessions see it (the
+# postmaster has reloaded and signalled its children), then a worker sweep
+# starts after that moment.
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ig_wait_for($node,
+	"SELECT current_setting('idle_guard.exempt_applications') "
+	  . "= 'nightly_export, etl_*'",
+	't', 'reload: the new exempt_applications');
+ig_worker_looks_now($node, 'worker swept with the reloaded configuration');
 
 my %s;
 my $id = 4;

@@ -34,32 +34,13 @@ sub ms_between
 
 # Wait until the worker has swept after the given moment (a deadline: the
 # worker sweeps at a deadline it knows, and last_sweep_at, the sweep's
-# start or end, is then after it).
+# start, is then after it).
 sub wait_sweep_after_ts
 {
 	my ($node, $ts, $what) = @_;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	ig_wait_for($node,
 		"SELECT last_sweep_at > '$ts'::timestamptz FROM idle_guard_stats()",
-		't', $what);
-}
-
-# Make the worker look now (a reload makes it sweep at once) and wait for
-# a sweep that started after that and saw $n silent lock holders: from
-# then on the worker has their deadlines in its schedule.  Without this,
-# a session silent for less than blocking_timeout may never have been
-# seen by the worker, which sweeps every blocking_timeout when idle.
-sub worker_looks_now
-{
-	my ($node, $n, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $t = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
-	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
-	# last_sweep_at - last_sweep_ms is no later than the sweep's start,
-	# whether last_sweep_at records its start or its end.
-	ig_wait_for($node,
-		"SELECT last_sweep_at - make_interval(secs => last_sweep_ms / 1000) > '$t' "
-		  . "AND guarded_now = $n FROM idle_guard_stats()",
 		't', $what);
 }
 
@@ -88,7 +69,11 @@ my ($early, $early_pid) = ig_silent_session($node, 'early_bird',
 	'BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 1;');
 my ($writer, $writer_pid) = ig_waiting_session($node, 'writer',
 	'UPDATE accounts SET balance = balance + 1 WHERE id = 1;');
-worker_looks_now($node, 1, 'the worker has seen the silent session');
+# Without this, a session silent for less than blocking_timeout may never
+# have been seen by the worker, which sweeps every blocking_timeout when
+# idle, and its deadline not be in the worker's schedule.
+ig_worker_looks_now($node, 'the worker has seen the silent session',
+	guarded => 1);
 my ($since, $deadline) = split /\|/, $node->safe_psql('postgres',
 	"SELECT silent_since, deadline FROM idle_guard_report() WHERE pid = $early_pid"
 );
@@ -130,7 +115,8 @@ my ($dozer, $dozer_pid) = ig_silent_session($node, 'dozer',
 	'BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 2;');
 my ($writer2, $writer2_pid) = ig_waiting_session($node, 'writer2',
 	'UPDATE accounts SET balance = balance + 1 WHERE id = 2;');
-worker_looks_now($node, 1, 'the worker has seen the silent session');
+ig_worker_looks_now($node, 'the worker has seen the silent session',
+	guarded => 1);
 my ($since1, $deadline1, $xact1) = split /\|/, $node->safe_psql('postgres',
 	"SELECT silent_since, deadline, xact_start FROM idle_guard_report() WHERE pid = $dozer_pid"
 );

@@ -23,23 +23,6 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-# Make the worker look now (a reload makes it sweep at once, here without
-# any change of the configuration) and wait for a sweep that started after
-# that and saw $n silent lock holders.
-sub worker_looks_now
-{
-	my ($node, $n, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $t = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
-	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
-	# last_sweep_at - last_sweep_ms is no later than the sweep's start,
-	# whether last_sweep_at records its start or its end.
-	ig_wait_for($node,
-		"SELECT last_sweep_at - make_interval(secs => last_sweep_ms / 1000) > '$t' "
-		  . "AND guarded_now = $n FROM idle_guard_stats()",
-		't', $what);
-}
-
 my $node = ig_node('reload', 'idle_guard.blocking_timeout' => "'1h'");
 $node->safe_psql('postgres',
 	'CREATE TABLE accounts (id int PRIMARY KEY, balance int);'
@@ -59,7 +42,9 @@ ig_wait_for($node,
 	"SELECT silent_for > interval '600 ms' AND blocked_total = 1 "
 	  . "FROM idle_guard_report() WHERE pid = $pid",
 	't', 'blocking for more than 500ms');
-worker_looks_now($node, 1, 'the worker judged it under blocking_timeout = 1h');
+ig_worker_looks_now($node,
+	'the worker judged it under blocking_timeout = 1h',
+	guarded => 1);
 ok(ig_pid_alive($node, $pid), 'spared under blocking_timeout = 1h');
 is( $node->safe_psql('postgres',
 		"SELECT rule, action, deadline - silent_since FROM idle_guard_report() WHERE pid = $pid"
@@ -126,16 +111,8 @@ $node->wait_for_log(qr/contains errors; unaffected changes were applied/,
 pass('server log: the file was processed, the bad values skipped');
 
 # The postmaster logs that before it signals its children: a sweep that
-# starts after this moment follows the worker's own reload.  (Reload once
-# more, without changes, to have that sweep at once.)  last_sweep_at -
-# last_sweep_ms is no later than the sweep's start, whether last_sweep_at
-# records its start or its end.
-my $t_bad = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
-$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
-ig_wait_for($node,
-	"SELECT last_sweep_at - make_interval(secs => last_sweep_ms / 1000) > '$t_bad' "
-	  . "FROM idle_guard_stats()",
-	't', 'worker swept after the bad reload');
+# starts after this moment follows the worker's own reload.
+ig_worker_looks_now($node, 'worker swept after the bad reload');
 is($node->safe_psql('postgres', 'SHOW idle_guard.action'),
 	'terminate', 'action keeps its previous value');
 is($node->safe_psql('postgres', 'SHOW idle_guard.exempt_applications'),

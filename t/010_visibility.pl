@@ -21,22 +21,6 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-# A background psql session as $user over TCP.  background_psql connects
-# through $node->connstr, which names the node's Unix socket directory as
-# host; point it at the TCP address for this one connection.
-sub tcp_session_as
-{
-	my ($node, $user, $app) = @_;
-	local $node->{_host} = '127.0.0.1';
-	my $s = $node->background_psql('postgres',
-		on_error_stop => 0,
-		extra_params => [ '-U', $user ]);
-	my $pid = $s->query_safe(
-		"SET application_name = '$app'; SELECT pg_backend_pid();");
-	$pid =~ s/\s+//g;
-	return ($s, $pid);
-}
-
 # Run $sql as $role (a separate login); returns (exit code, stdout, stderr).
 sub psql_as
 {
@@ -88,8 +72,10 @@ for my $f (qw(idle_guard_report idle_guard_history idle_guard_stats))
 #
 # A silent session of app_user over TCP.
 #
-my ($holder, $pid) = tcp_session_as($node, 'app_user', 'secret_app');
-$holder->query_safe('BEGIN; UPDATE orders SET qty = qty + 1 WHERE id = 1;');
+my ($holder, $pid) = ig_silent_session($node, 'secret_app',
+	'BEGIN; UPDATE orders SET qty = qty + 1 WHERE id = 1;',
+	user => 'app_user',
+	host => '127.0.0.1');
 is( $node->safe_psql('postgres',
 		"SELECT usename, application_name, client_addr FROM pg_stat_activity WHERE pid = $pid"
 	),

@@ -27,6 +27,7 @@ our @EXPORT = qw(
   ig_pid_alive
   ig_wait_gone
   ig_wait_sweep_after
+  ig_worker_looks_now
   ig_close
 );
 
@@ -58,10 +59,16 @@ sub ig_node
 # ig_silent_session($node, $app, $sql, %opts): a psql session named $app
 # that runs $sql (e.g. "BEGIN; SELECT ... FOR UPDATE;") and then stays
 # connected without sending anything.  Returns ($session, $pid).
-# $opts{user} connects as another role, $opts{dbname} to another database.
+# $opts{user} connects as another role, $opts{dbname} to another database,
+# $opts{host} to that address instead of the node's Unix socket directory
+# (e.g. '127.0.0.1', with listen_addresses set, for a session that has a
+# client_addr).
 sub ig_silent_session
 {
 	my ($node, $app, $sql, %opts) = @_;
+	# background_psql connects through $node->connstr, whose host is the
+	# node's; a -h among extra_params would not override it.
+	local $node->{_host} = $opts{host} // $node->host;
 	my @extra = defined $opts{user} ? ('-U', $opts{user}) : ();
 	my $s = $node->background_psql($opts{dbname} // 'postgres',
 		on_error_stop => 0,
@@ -130,6 +137,26 @@ sub ig_wait_sweep_after
 		"SELECT last_sweep_at > '$since'::timestamptz + interval '$ms ms' "
 		  . "FROM idle_guard_stats()",
 		't', "worker swept after ${ms}ms of silence of $pid");
+}
+
+# ig_worker_looks_now($node, $what, %opts): make the worker look now and
+# wait until it has.  A reload makes the worker sweep at once (it sweeps on
+# every reload, with or without a change of the configuration, after
+# processing any reload signalled before); wait for a sweep that started
+# after the reload was asked for.  last_sweep_at is the sweep's start (when
+# it read the sessions), so "last_sweep_at > that moment" suffices.  With
+# guarded => $n, that sweep must also have seen $n silent lock holders
+# (guarded_now): from then on the worker has their deadlines in its
+# schedule.  One test assertion named $what.
+sub ig_worker_looks_now
+{
+	my ($node, $what, %opts) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $t = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	my $cond = "last_sweep_at > '$t'";
+	$cond .= " AND guarded_now = $opts{guarded}" if defined $opts{guarded};
+	ig_wait_for($node, "SELECT $cond FROM idle_guard_stats()", 't', $what);
 }
 
 # ig_close($session): end a session whatever state it is in (it may have

@@ -49,67 +49,110 @@ typedef struct PolicyCase
 } PolicyCase;
 
 static const PolicyCase cases[] = {
-	/* name, action, blk, idle, silent, holds, blocked, exempt => rule, deadline, act, due, wake, poll */
-	{"no lock: never a candidate",
-	 IG_ACTION_TERMINATE, 1000, 5000, 60000, false, 3, false,
-	 IG_RULE_NONE, NEVER, IG_DO_NONE, false, NEVER, false},
-	{"blocking, before blocking deadline",
-	 IG_ACTION_TERMINATE, 1000, 5000, 500, true, 1, false,
-	 IG_RULE_BLOCKING, 1000, IG_DO_TERMINATE, false, 1000, false},
-	{"blocking, at blocking deadline: due",
-	 IG_ACTION_TERMINATE, 1000, 5000, 1000, true, 1, false,
-	 IG_RULE_BLOCKING, 1000, IG_DO_TERMINATE, true, NEVER, false},
-	{"blocking, 1 ms before the deadline: not due",
-	 IG_ACTION_TERMINATE, 1000, 5000, 999, true, 1, false,
-	 IG_RULE_BLOCKING, 1000, IG_DO_TERMINATE, false, 1000, false},
-	{"not blocking, before blocking deadline: wake at it",
-	 IG_ACTION_TERMINATE, 1000, 5000, 200, true, 0, false,
-	 IG_RULE_IDLE, 5000, IG_DO_TERMINATE, false, 1000, false},
-	{"not blocking, past blocking deadline: poll for waiters",
-	 IG_ACTION_TERMINATE, 1000, 5000, 2000, true, 0, false,
-	 IG_RULE_IDLE, 5000, IG_DO_TERMINATE, false, 5000, true},
-	{"not blocking, past idle deadline: due by idle",
-	 IG_ACTION_TERMINATE, 1000, 5000, 5000, true, 0, false,
-	 IG_RULE_IDLE, 5000, IG_DO_TERMINATE, true, NEVER, false},
-	{"blocking and idle both passed: blocking is the earlier rule",
-	 IG_ACTION_TERMINATE, 1000, 5000, 9000, true, 2, false,
-	 IG_RULE_BLOCKING, 1000, IG_DO_TERMINATE, true, NEVER, false},
-	{"idle shorter than blocking: idle wins even when blocking",
-	 IG_ACTION_TERMINATE, 8000, 3000, 100, true, 1, false,
-	 IG_RULE_IDLE, 3000, IG_DO_TERMINATE, false, 3000, false},
-	{"equal deadlines: blocking named",
-	 IG_ACTION_TERMINATE, 3000, 3000, 3000, true, 1, false,
-	 IG_RULE_BLOCKING, 3000, IG_DO_TERMINATE, true, NEVER, false},
-	{"blocking_timeout 0: blocking rule disabled",
-	 IG_ACTION_TERMINATE, 0, 5000, 2000, true, 4, false,
-	 IG_RULE_IDLE, 5000, IG_DO_TERMINATE, false, 5000, false},
-	{"idle_timeout 0, not blocking: no rule yet, wake at blocking deadline",
-	 IG_ACTION_TERMINATE, 1000, 0, 100, true, 0, false,
-	 IG_RULE_NONE, NEVER, IG_DO_NONE, false, 1000, false},
-	{"idle_timeout 0, not blocking, past blocking deadline: poll",
-	 IG_ACTION_TERMINATE, 1000, 0, 100000, true, 0, false,
-	 IG_RULE_NONE, NEVER, IG_DO_NONE, false, NEVER, true},
-	{"both timeouts 0: nothing ever",
-	 IG_ACTION_TERMINATE, 0, 0, 100000, true, 9, false,
-	 IG_RULE_NONE, NEVER, IG_DO_NONE, false, NEVER, false},
-	{"report mode: same rule, action report",
-	 IG_ACTION_REPORT, 1000, 5000, 1500, true, 1, false,
-	 IG_RULE_BLOCKING, 1000, IG_DO_REPORT, true, NEVER, false},
-	{"off: rule shown, action none, no wake",
-	 IG_ACTION_OFF, 1000, 5000, 500, true, 1, false,
-	 IG_RULE_BLOCKING, 1000, IG_DO_NONE, false, NEVER, false},
-	{"exempt: action exempt, due but never woken for",
-	 IG_ACTION_TERMINATE, 1000, 5000, 1500, true, 1, true,
-	 IG_RULE_BLOCKING, 1000, IG_DO_EXEMPT, true, NEVER, false},
-	{"exempt before deadline: no wake",
-	 IG_ACTION_TERMINATE, 1000, 5000, 10, true, 0, true,
-	 IG_RULE_IDLE, 5000, IG_DO_EXEMPT, false, NEVER, false},
-	{"exempt with no rule: action none",
-	 IG_ACTION_TERMINATE, 0, 0, 10, true, 1, true,
-	 IG_RULE_NONE, NEVER, IG_DO_NONE, false, NEVER, false},
-	{"very long timeouts do not overflow",
-	 IG_ACTION_TERMINATE, 2147483647, 2147483647, 1, true, 1, false,
-	 IG_RULE_BLOCKING, 2147483647, IG_DO_TERMINATE, false, 2147483647, false},
+	/*
+	 * name; action, blocking_timeout, idle_timeout, silent for, holds locks,
+	 * blocked, exempt; expected rule, deadline, action, due, wake, poll
+	 */
+	{
+		"no lock: never a candidate",
+		IG_ACTION_TERMINATE, 1000, 5000, 60000, false, 3, false,
+		IG_RULE_NONE, NEVER, IG_DO_NONE, false, NEVER, false
+	},
+	{
+		"blocking, before blocking deadline",
+		IG_ACTION_TERMINATE, 1000, 5000, 500, true, 1, false,
+		IG_RULE_BLOCKING, 1000, IG_DO_TERMINATE, false, 1000, false
+	},
+	{
+		"blocking, at blocking deadline: due",
+		IG_ACTION_TERMINATE, 1000, 5000, 1000, true, 1, false,
+		IG_RULE_BLOCKING, 1000, IG_DO_TERMINATE, true, NEVER, false
+	},
+	{
+		"blocking, 1 ms before the deadline: not due",
+		IG_ACTION_TERMINATE, 1000, 5000, 999, true, 1, false,
+		IG_RULE_BLOCKING, 1000, IG_DO_TERMINATE, false, 1000, false
+	},
+	{
+		"not blocking, before blocking deadline: wake at it",
+		IG_ACTION_TERMINATE, 1000, 5000, 200, true, 0, false,
+		IG_RULE_IDLE, 5000, IG_DO_TERMINATE, false, 1000, false
+	},
+	{
+		"not blocking, past blocking deadline: poll for waiters",
+		IG_ACTION_TERMINATE, 1000, 5000, 2000, true, 0, false,
+		IG_RULE_IDLE, 5000, IG_DO_TERMINATE, false, 5000, true
+	},
+	{
+		"not blocking, past idle deadline: due by idle",
+		IG_ACTION_TERMINATE, 1000, 5000, 5000, true, 0, false,
+		IG_RULE_IDLE, 5000, IG_DO_TERMINATE, true, NEVER, false
+	},
+	{
+		"blocking and idle both passed: blocking is the earlier rule",
+		IG_ACTION_TERMINATE, 1000, 5000, 9000, true, 2, false,
+		IG_RULE_BLOCKING, 1000, IG_DO_TERMINATE, true, NEVER, false
+	},
+	{
+		"idle shorter than blocking: idle wins even when blocking",
+		IG_ACTION_TERMINATE, 8000, 3000, 100, true, 1, false,
+		IG_RULE_IDLE, 3000, IG_DO_TERMINATE, false, 3000, false
+	},
+	{
+		"equal deadlines: blocking named",
+		IG_ACTION_TERMINATE, 3000, 3000, 3000, true, 1, false,
+		IG_RULE_BLOCKING, 3000, IG_DO_TERMINATE, true, NEVER, false
+	},
+	{
+		"blocking_timeout 0: blocking rule disabled",
+		IG_ACTION_TERMINATE, 0, 5000, 2000, true, 4, false,
+		IG_RULE_IDLE, 5000, IG_DO_TERMINATE, false, 5000, false
+	},
+	{
+		"idle_timeout 0, not blocking: no rule yet, wake at blocking deadline",
+		IG_ACTION_TERMINATE, 1000, 0, 100, true, 0, false,
+		IG_RULE_NONE, NEVER, IG_DO_NONE, false, 1000, false
+	},
+	{
+		"idle_timeout 0, not blocking, past blocking deadline: poll",
+		IG_ACTION_TERMINATE, 1000, 0, 100000, true, 0, false,
+		IG_RULE_NONE, NEVER, IG_DO_NONE, false, NEVER, true
+	},
+	{
+		"both timeouts 0: nothing ever",
+		IG_ACTION_TERMINATE, 0, 0, 100000, true, 9, false,
+		IG_RULE_NONE, NEVER, IG_DO_NONE, false, NEVER, false
+	},
+	{
+		"report mode: same rule, action report",
+		IG_ACTION_REPORT, 1000, 5000, 1500, true, 1, false,
+		IG_RULE_BLOCKING, 1000, IG_DO_REPORT, true, NEVER, false
+	},
+	{
+		"off: rule shown, action none, no wake",
+		IG_ACTION_OFF, 1000, 5000, 500, true, 1, false,
+		IG_RULE_BLOCKING, 1000, IG_DO_NONE, false, NEVER, false
+	},
+	{
+		"exempt: action exempt, due but never woken for",
+		IG_ACTION_TERMINATE, 1000, 5000, 1500, true, 1, true,
+		IG_RULE_BLOCKING, 1000, IG_DO_EXEMPT, true, NEVER, false
+	},
+	{
+		"exempt before deadline: no wake",
+		IG_ACTION_TERMINATE, 1000, 5000, 10, true, 0, true,
+		IG_RULE_IDLE, 5000, IG_DO_EXEMPT, false, NEVER, false
+	},
+	{
+		"exempt with no rule: action none",
+		IG_ACTION_TERMINATE, 0, 0, 10, true, 1, true,
+		IG_RULE_NONE, NEVER, IG_DO_NONE, false, NEVER, false
+	},
+	{
+		"very long timeouts do not overflow",
+		IG_ACTION_TERMINATE, 2147483647, 2147483647, 1, true, 1, false,
+		IG_RULE_BLOCKING, 2147483647, IG_DO_TERMINATE, false, 2147483647, false
+	},
 };
 
 static int	passed = 0;
