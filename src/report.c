@@ -5,9 +5,12 @@
  *		sees and would do now; idle_guard_history(), what it did; and
  *		idle_guard_stats(), how its worker is doing.
  *
- * Visibility follows pg_stat_activity: a caller that neither has the
- * privileges of pg_read_all_stats nor of a session's role sees that
- * session without its client address and application name.
+ * Visibility: a caller that has neither the privileges of
+ * pg_read_all_stats nor those of a session's role sees that session
+ * without its client address and application name, and the postmortem
+ * records without its or its waiters' queries and application names.
+ * (pg_stat_activity shows the application name to everyone but hides the
+ * state and timestamps; here those are the point of the report.)
  *
  * Copyright (c) 2026, idle_guard developers
  *
