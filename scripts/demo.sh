@@ -204,11 +204,6 @@ process_gone() {
 	! kill -0 "$1" 2>/dev/null
 }
 
-# port_free PORT: true when nothing listens on 127.0.0.1:PORT.
-port_free() {
-	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 # --- build, install, start a throwaway cluster ------------------------------
 
 BUILD_DIR=$(ig_mktemp_dir idle_guard_demo_build)
@@ -219,37 +214,14 @@ ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
 DEMO_DIR=$(ig_mktemp_dir idle_guard_demo)
 ig_give_to_server_user "$DEMO_DIR"
 
-PORT=
-for p in $(seq 54329 54399); do
-	if port_free "$p"; then
-		PORT=$p
-		break
-	fi
-done
-[ -n "$PORT" ] || fail "no free port in 54329-54399"
-PSQL=("$BINDIR/psql" -X -v ON_ERROR_STOP=1 -h "$DEMO_DIR" -p "$PORT" -U postgres -d postgres)
-
-ig_say "creating a throwaway cluster in $DEMO_DIR/data (port $PORT)"
-ig_as_server_user timeout 60 "$BINDIR/initdb" -D "$DEMO_DIR/data" -U postgres -A trust \
-	--no-locale -E UTF8 --no-sync >"$DEMO_DIR/initdb.log" 2>&1 ||
-	{ cat "$DEMO_DIR/initdb.log" >&2; fail "initdb failed"; }
-cat >>"$DEMO_DIR/data/postgresql.conf" <<EOF
-
-# --- idle_guard demo ---
-listen_addresses = '127.0.0.1'
-port = $PORT
-unix_socket_directories = '$DEMO_DIR'
-fsync = off
-log_line_prefix = '%m [%p] %q[%a] '
-shared_preload_libraries = 'idle_guard'
+SERVER_STARTED=1
+ig_start_cluster "$DEMO_DIR" "$BINDIR" 54329 "shared_preload_libraries = 'idle_guard'
 idle_guard.action = 'terminate'
 idle_guard.blocking_timeout = '3s'
 idle_guard.idle_timeout = '1min'
-idle_guard.naptime = '200ms'
-EOF
-SERVER_STARTED=1
-ig_as_server_user "$BINDIR/pg_ctl" -D "$DEMO_DIR/data" -l "$DEMO_DIR/server.log" \
-	-w -t 20 start >/dev/null || fail "the server did not start"
+idle_guard.naptime = '200ms'" || fail "could not start the throwaway cluster"
+PORT=$IG_CLUSTER_PORT
+PSQL=("$BINDIR/psql" -X -v ON_ERROR_STOP=1 -h "$DEMO_DIR" -p "$PORT" -U postgres -d postgres)
 ig_say "server running: $("$BINDIR/postgres" --version), idle_guard preloaded"
 
 # --- the story -----------------------------------------------------------------

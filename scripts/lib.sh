@@ -234,3 +234,51 @@ ig_apt_install_missing() {
 	[ "${#still[@]}" -eq 0 ] || ig_die "still not installed after apt-get: ${still[*]}"
 	ig_say "installed: ${missing[*]}"
 }
+
+# ig_port_free PORT: true when nothing listens on 127.0.0.1:PORT.
+ig_port_free() {
+	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# ig_start_cluster DIR BINDIR FIRST_PORT EXTRA_CONF: create a throwaway
+# cluster in DIR/data as the server user and start it, listening only on
+# 127.0.0.1 and on a socket in DIR, on the first free port from FIRST_PORT
+# (set in IG_CLUSTER_PORT), logging to DIR/server.log with millisecond
+# timestamps and pids; EXTRA_CONF (lines) is appended to postgresql.conf.
+# DIR must belong to the server user (ig_give_to_server_user).
+ig_start_cluster() {
+	local dir=$1 bindir=$2 first=$3 conf=$4 p
+	IG_CLUSTER_PORT=
+	for p in $(seq "$first" $((first + 70))); do
+		if ig_port_free "$p"; then
+			IG_CLUSTER_PORT=$p
+			break
+		fi
+	done
+	[ -n "$IG_CLUSTER_PORT" ] || {
+		ig_warn "no free port in $first-$((first + 70))"
+		return 1
+	}
+	ig_say "creating a throwaway cluster in $dir/data (port $IG_CLUSTER_PORT)"
+	ig_as_server_user timeout 60 "$bindir/initdb" -D "$dir/data" -U postgres -A trust \
+		--no-locale -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 || {
+		cat "$dir/initdb.log" >&2
+		ig_warn "initdb failed"
+		return 1
+	}
+	cat >>"$dir/data/postgresql.conf" <<CONF
+
+# --- added by $IG_LOG_PREFIX ---
+listen_addresses = '127.0.0.1'
+port = $IG_CLUSTER_PORT
+unix_socket_directories = '$dir'
+fsync = off
+log_line_prefix = '%m [%p] %q[%a] '
+$conf
+CONF
+	ig_as_server_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" \
+		-w -t 20 start >/dev/null || {
+		ig_warn "the server did not start"
+		return 1
+	}
+}
