@@ -35,26 +35,17 @@ IG_LOG_PREFIX=overhead
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 # shellcheck source=scripts/lib.sh
 . "$SCRIPT_DIR/../scripts/lib.sh"
-REPO=$(ig_repo_root)
-bash "$REPO/scripts/setup.sh"
-PG_CONFIG=$(ig_pg_config)
-BINDIR=$("$PG_CONFIG" --bindir)
-unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGOPTIONS PGDATA PGAPPNAME
-
-BUILD_DIR=$(ig_mktemp_dir idle_guard_bench_build)
-RUN_DIR=$(ig_mktemp_dir idle_guard_bench)
 HOLDER=
+BUILD_DIR=
+RUN_DIR=
 cleanup() {
 	[ -n "$HOLDER" ] && kill "$HOLDER" 2>/dev/null
-	ig_stop_servers_under "$RUN_DIR" "$PG_CONFIG"
+	[ -n "$RUN_DIR" ] && ig_stop_servers_under "$RUN_DIR" "$PG_CONFIG"
 	rm -rf "$BUILD_DIR" "$RUN_DIR"
 }
 trap cleanup EXIT
+ig_bench_prepare
 
-ig_copy_source "$REPO" "$BUILD_DIR" >/dev/null
-ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
-	ig_die "could not build and install idle_guard"
-ig_give_to_server_user "$RUN_DIR"
 ig_start_cluster "$RUN_DIR" "$BINDIR" 54349 "shared_buffers = '256MB'
 max_connections = 50
 idle_guard.action = 'report'

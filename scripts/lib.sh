@@ -282,3 +282,53 @@ CONF
 		return 1
 	}
 }
+
+# --- verdicts of a script's checks -----------------------------------------
+
+IG_CHECK_NAMES=()
+IG_CHECK_VERDICTS=() # PASS or FAIL, parallel to IG_CHECK_NAMES
+
+# ig_record NAME PASS|FAIL [NOTE]: note the verdict of one check.
+ig_record() {
+	IG_CHECK_NAMES+=("$1")
+	IG_CHECK_VERDICTS+=("$2")
+	ig_say "$2: $1${3:+ ($3)}"
+}
+
+# ig_print_checks: a line per recorded check; sets IG_PASSED and IG_FAILED.
+ig_print_checks() {
+	local i
+	IG_PASSED=0
+	IG_FAILED=0
+	echo
+	for i in "${!IG_CHECK_NAMES[@]}"; do
+		printf '  %-4s  %s\n' "${IG_CHECK_VERDICTS[$i]}" "${IG_CHECK_NAMES[$i]}"
+		if [ "${IG_CHECK_VERDICTS[$i]}" = PASS ]; then
+			IG_PASSED=$((IG_PASSED + 1))
+		else
+			IG_FAILED=$((IG_FAILED + 1))
+		fi
+	done
+}
+
+# --- benchmarks ----------------------------------------------------------
+
+# ig_bench_prepare: what every bench/ script does first: install what is
+# missing, build and install idle_guard from a copy of the tree, and make
+# a run directory for a throwaway cluster.  Sets REPO, PG_CONFIG, BINDIR,
+# BUILD_DIR and RUN_DIR, and clears libpq's environment so nothing
+# reaches another server.  The caller removes BUILD_DIR and RUN_DIR.
+ig_bench_prepare() {
+	REPO=$(ig_repo_root)
+	bash "$REPO/scripts/setup.sh"
+	PG_CONFIG=$(ig_pg_config)
+	# shellcheck disable=SC2034 # set for the calling script
+	BINDIR=$("$PG_CONFIG" --bindir)
+	unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGOPTIONS PGDATA PGAPPNAME
+	BUILD_DIR=$(ig_mktemp_dir idle_guard_bench_build)
+	RUN_DIR=$(ig_mktemp_dir idle_guard_bench)
+	ig_copy_source "$REPO" "$BUILD_DIR" >/dev/null
+	ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
+		ig_die "could not build and install idle_guard"
+	ig_give_to_server_user "$RUN_DIR"
+}

@@ -33,18 +33,25 @@ server_inc=$("$pgc" --includedir-server)
 version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" idle_guard.control)
 passed=0 failed=0
 
+# verdict TOOL OUTPUT STATUS: a tool passes when it exits 0 with no output
+verdict() {
+	if [ "$3" -eq 0 ] && [ -z "$2" ]; then
+		passed=$((passed + 1))
+		ig_say "$1: clean"
+	else
+		failed=$((failed + 1))
+		printf '%s\n' "$2"
+		ig_warn "$1: findings above"
+	fi
+}
+
 # cppcheck: real warnings only (no style nits), every finding fails
 ig_say "cppcheck $(cppcheck --version | awk '{print $2}') on src/"
-if out=$(cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+rc=0
+out=$(cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	--inline-suppr --std=c99 --suppress=missingIncludeSystem \
-	-I src -I "$server_inc" -D__GNUC__ src/*.c 2>&1) && [ -z "$out" ]; then
-	passed=$((passed + 1))
-	ig_say "cppcheck: clean"
-else
-	failed=$((failed + 1))
-	printf '%s\n' "$out"
-	ig_warn "cppcheck: findings above"
-fi
+	-I src -I "$server_inc" -D__GNUC__ src/*.c 2>&1) || rc=$?
+verdict cppcheck "$out" "$rc"
 
 # clang-tidy: the static analyzer and bug-prone patterns.  Left out:
 # checks that fire on PostgreSQL's own macros and idioms (implicit widening
@@ -57,17 +64,10 @@ checks+=',-bugprone-branch-clone,-bugprone-assignment-in-if-condition'
 checks+=',-bugprone-implicit-widening-of-multiplication-result'
 checks+=',-clang-analyzer-security.insecureAPI.*'
 ig_say "$(clang-tidy --version | grep -m1 -o 'version [0-9.]*' | sed 's/version/clang-tidy/') on src/"
-if out=$(clang-tidy --quiet -checks="$checks" src/*.c -- \
+out=$(clang-tidy --quiet -checks="$checks" src/*.c -- \
 	-I src -I "$server_inc" -I "$(dirname "$server_inc")/internal" \
-	-D_GNU_SOURCE "-DIDLE_GUARD_VERSION=\"$version\"" 2>&1 | grep -E 'warning:|error:' || true) &&
-	[ -z "$out" ]; then
-	passed=$((passed + 1))
-	ig_say "clang-tidy: clean"
-else
-	failed=$((failed + 1))
-	printf '%s\n' "$out"
-	ig_warn "clang-tidy: findings above"
-fi
+	-D_GNU_SOURCE "-DIDLE_GUARD_VERSION=\"$version\"" 2>&1 | grep -E 'warning:|error:' || true)
+verdict clang-tidy "$out" 0
 
 echo "lint: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -142,30 +142,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-CHECK_NAMES=()
-CHECK_RESULTS=()
-record() {
-	CHECK_NAMES+=("$1")
-	CHECK_RESULTS+=("$2")
-	ig_say "$2: $1${3:+ ($3)}"
-}
-
 # finish: cleanup, summary (its line last), exit with the verdict.
 finish() {
-	local i passed=0 failed=0
 	cleanup
-	echo
-	for i in "${!CHECK_NAMES[@]}"; do
-		printf '  %-4s  %s\n' "${CHECK_RESULTS[$i]}" "${CHECK_NAMES[$i]}"
-		if [ "${CHECK_RESULTS[$i]}" = PASS ]; then
-			passed=$((passed + 1))
-		else
-			failed=$((failed + 1))
-		fi
-	done
+	ig_print_checks
 	ig_say "duration $(($(date +%s) - START))s"
-	echo "sanitize: $passed passed, $failed failed"
-	[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ] && exit 0
+	echo "sanitize: $IG_PASSED passed, $IG_FAILED failed"
+	[ "$IG_FAILED" -eq 0 ] && [ "$IG_PASSED" -gt 0 ] && exit 0
 	exit 1
 }
 
@@ -177,7 +160,7 @@ bash "$SCRIPT_DIR/pg-build.sh" "$PG_MAJOR" >"$WORK/pg-build.out" || rc=$?
 ORIG_PGC=$(tail -n 1 "$WORK/pg-build.out")
 if [ "$rc" -ne 0 ] || [ ! -x "$ORIG_PGC" ]; then
 	cat "$WORK/pg-build.out"
-	record "build PostgreSQL $PG_MAJOR (scripts/pg-build.sh $PG_MAJOR)" FAIL "exit status $rc"
+	ig_record "build PostgreSQL $PG_MAJOR (scripts/pg-build.sh $PG_MAJOR)" FAIL "exit status $rc"
 	finish
 fi
 ORIG_PREFIX=$(cd "$("$ORIG_PGC" --bindir)/.." && pwd -P)
@@ -188,7 +171,7 @@ for what in --bindir --pkglibdir --sharedir --pgxs; do
 	case "$("$PGC" "$what")" in
 	"$PG_COPY"/*) ;;
 	*)
-		record "relocatable copy of $ORIG_PREFIX" FAIL "the copy's pg_config $what is $("$PGC" "$what"), outside $PG_COPY"
+		ig_record "relocatable copy of $ORIG_PREFIX" FAIL "the copy's pg_config $what is $("$PGC" "$what"), outside $PG_COPY"
 		finish
 		;;
 	esac
@@ -204,7 +187,7 @@ PRELOAD=
 for lib in libasan.so libubsan.so; do
 	path=$(gcc -print-file-name="$lib")
 	if [ ! -e "$path" ]; then
-		record "sanitizer runtimes" FAIL "$lib not found by gcc (packages libasan8, libubsan1)"
+		ig_record "sanitizer runtimes" FAIL "$lib not found by gcc (packages libasan8, libubsan1)"
 		finish
 	fi
 	PRELOAD=${PRELOAD:+$PRELOAD:}$(readlink -f "$path")
@@ -264,13 +247,13 @@ if [[ "$last" =~ ^test:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
 	# its last blank line.
 	while IFS= read -r line; do
 		case "$line" in
-		"  PASS  "*) record "test.sh: ${line#  PASS  }" PASS ;;
-		"  FAIL  "*) record "test.sh: ${line#  FAIL  }" FAIL ;;
+		"  PASS  "*) ig_record "test.sh: ${line#  PASS  }" PASS ;;
+		"  FAIL  "*) ig_record "test.sh: ${line#  FAIL  }" FAIL ;;
 		esac
 	done < <(awk '/^$/ { n = NR } { l[NR] = $0 } END { for (i = n + 1; i <= NR; i++) print l[i] }' "$TEST_OUT")
-	[ "$rc" -eq 0 ] || [ "${#CHECK_NAMES[@]}" -gt 0 ] || record "scripts/test.sh" FAIL "exit status $rc"
+	[ "$rc" -eq 0 ] || [ "${#IG_CHECK_NAMES[@]}" -gt 0 ] || ig_record "scripts/test.sh" FAIL "exit status $rc"
 else
-	record "scripts/test.sh" FAIL "no summary line, exit status $rc"
+	ig_record "scripts/test.sh" FAIL "no summary line, exit status $rc"
 fi
 
 for f in "${SKIPPED[@]}"; do
@@ -283,13 +266,13 @@ so=$("$PGC" --pkglibdir)/idle_guard.so
 starts=0
 [ -f "$SAN_DIR/server-starts" ] && starts=$(wc -l <"$SAN_DIR/server-starts")
 if [ ! -f "$so" ]; then
-	record "sanitizer runtime in the servers" FAIL "$so not installed"
+	ig_record "sanitizer runtime in the servers" FAIL "$so not installed"
 elif ! readelf -d "$so" | grep -q 'NEEDED.*libasan'; then
-	record "sanitizer runtime in the servers" FAIL "$so does not need libasan: built without -fsanitize"
+	ig_record "sanitizer runtime in the servers" FAIL "$so does not need libasan: built without -fsanitize"
 elif [ "$starts" -eq 0 ]; then
-	record "sanitizer runtime in the servers" FAIL "the wrapper $PG_COPY/bin/postgres never ran"
+	ig_record "sanitizer runtime in the servers" FAIL "the wrapper $PG_COPY/bin/postgres never ran"
 else
-	record "sanitizer runtime in the servers" PASS "instrumented idle_guard.so, $starts postgres invocations through the wrapper"
+	ig_record "sanitizer runtime in the servers" PASS "instrumented idle_guard.so, $starts postgres invocations through the wrapper"
 fi
 
 # --- 5. the reports -----------------------------------------------------------
@@ -318,7 +301,7 @@ done < <({
 } | tr '\n' '\0')
 
 if [ "${#reports[@]}" -eq 0 ] && [ "${#stray[@]}" -eq 0 ]; then
-	record "no sanitizer report" PASS "$SAN_DIR has none"
+	ig_record "no sanitizer report" PASS "$SAN_DIR has none"
 else
 	echo
 	ig_say "=== sanitizer reports ==="
@@ -342,7 +325,7 @@ else
 		echo "===== sanitizer lines in $f ====="
 		grep -E -A 30 "$SAN_PATTERN" "$f" | head -n 120
 	done
-	record "no sanitizer report" FAIL \
+	ig_record "no sanitizer report" FAIL \
 		"${#reports[@]} report file(s), ${#stray[@]} log(s) with sanitizer lines; $ours of them with idle_guard frames"
 fi
 

@@ -142,33 +142,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# --- suite bookkeeping -----------------------------------------------------
-
-SUITE_NAMES=()
-SUITE_RESULTS=() # PASS or FAIL, parallel to SUITE_NAMES
-
-# record NAME PASS|FAIL [NOTE]
-record() {
-	SUITE_NAMES+=("$1")
-	SUITE_RESULTS+=("$2")
-	ig_say "$2: $1${3:+ ($3)}"
-}
+# --- suite bookkeeping (ig_record, ig_print_checks in lib.sh) ------------
 
 # print_summary: one line per suite, then the summary line, last.
 print_summary() {
-	local i passed=0 failed=0
-	echo
-	for i in "${!SUITE_NAMES[@]}"; do
-		printf '  %-4s  %s\n' "${SUITE_RESULTS[$i]}" "${SUITE_NAMES[$i]}"
-		if [ "${SUITE_RESULTS[$i]}" = PASS ]; then
-			passed=$((passed + 1))
-		else
-			failed=$((failed + 1))
-		fi
-	done
-	echo "test: PostgreSQL ${PG_MAJOR:-(unknown major)}: $passed passed, $failed failed"
-	echo "test: $passed passed, $failed failed"
-	[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+	ig_print_checks
+	echo "test: PostgreSQL ${PG_MAJOR:-(unknown major)}: $IG_PASSED passed, $IG_FAILED failed"
+	echo "test: $IG_PASSED passed, $IG_FAILED failed"
+	[ "$IG_FAILED" -eq 0 ] && [ "$IG_PASSED" -gt 0 ]
 }
 
 # finish: cleanup, summary, exit with the verdict.
@@ -228,9 +209,9 @@ run_suite() {
 	ig_say "=== $name ==="
 	run_make "$log" "$@" || rc=$?
 	if judge "$log" "$rc"; then
-		record "$name" PASS
+		ig_record "$name" PASS
 	else
-		record "$name" FAIL "exit status $rc"
+		ig_record "$name" FAIL "exit status $rc"
 	fi
 }
 
@@ -263,7 +244,7 @@ run_tap_suites() {
 	mapfile -t files < <(tap_files)
 	if [ "${#files[@]}" -eq 0 ]; then
 		if [ -n "${PROVE_TESTS:-}" ]; then
-			record "TAP: PROVE_TESTS='$PROVE_TESTS'" FAIL "matches no file"
+			ig_record "TAP: PROVE_TESTS='$PROVE_TESTS'" FAIL "matches no file"
 		else
 			ig_say "no TAP files (t/*.pl), skipping prove"
 		fi
@@ -291,16 +272,16 @@ run_tap_suites() {
 	local all_ok=1
 	for f in "${files[@]}"; do
 		if [ -n "${ok[$f]:-}" ]; then
-			record "TAP $f" PASS
+			ig_record "TAP $f" PASS
 		else
-			record "TAP $f" FAIL
+			ig_record "TAP $f" FAIL
 			all_ok=0
 		fi
 	done
 	# prove failed although every file looked fine (bad flags, timeout after
 	# the last file, "Result: FAIL" for a parse error...): count it too.
 	if [ "$all_ok" -eq 1 ] && { [ "$rc" -ne 0 ] || ! grep -q '^Result: PASS' "$log"; }; then
-		record "TAP prove run" FAIL "exit status $rc"
+		ig_record "TAP prove run" FAIL "exit status $rc"
 	fi
 }
 
@@ -348,14 +329,14 @@ else
 		bash "$SCRIPT_DIR/pg-build.sh" "$PG_MAJOR" | tee "$BUILD_DIR/pg-build.out" || rc=$?
 		pgc=$(tail -n 1 "$BUILD_DIR/pg-build.out")
 		if [ "$rc" -ne 0 ] || [ ! -x "$pgc" ]; then
-			record "build PostgreSQL $PG_MAJOR (scripts/pg-build.sh $PG_MAJOR)" FAIL "exit status $rc"
+			ig_record "build PostgreSQL $PG_MAJOR (scripts/pg-build.sh $PG_MAJOR)" FAIL "exit status $rc"
 			finish
 		fi
 		PG_CONFIG=$pgc
 	fi
 	found=$(major_of "$PG_CONFIG")
 	if [ "$found" != "$PG_MAJOR" ]; then
-		record "PostgreSQL $PG_MAJOR install" FAIL "$PG_CONFIG reports major '$found'"
+		ig_record "PostgreSQL $PG_MAJOR install" FAIL "$PG_CONFIG reports major '$found'"
 		PG_CONFIG=
 		finish
 	fi
@@ -367,7 +348,7 @@ ig_say "PostgreSQL $PG_MAJOR: $("$PG_CONFIG" --version), $PG_CONFIG"
 
 ig_copy_source "$REPO" "$BUILD_DIR"
 if ! ig_build_install "$BUILD_DIR" "$PG_CONFIG"; then
-	record "build and install" FAIL
+	ig_record "build and install" FAIL
 	finish
 fi
 
@@ -427,12 +408,12 @@ if [ -n "$TAP_ENABLED" ]; then
 	run_tap_suites installcheck "${SKIP_PREREQS[@]}" REGRESS= ISOLATION=
 fi
 
-if [ "${#SUITE_NAMES[@]}" -eq 0 ]; then
+if [ "${#IG_CHECK_NAMES[@]}" -eq 0 ]; then
 	ig_warn "no test suite found in the Makefile"
-	record "find test suites" FAIL
+	ig_record "find test suites" FAIL
 fi
 
-for r in "${SUITE_RESULTS[@]}"; do
+for r in "${IG_CHECK_VERDICTS[@]}"; do
 	if [ "$r" != PASS ]; then
 		show_failure_details
 		break
