@@ -94,9 +94,10 @@ idle_guard_act(IgSession *s)
 	IgEpisodeKey cur;
 	BackendState state;
 	IgRecord   *rec = (IgRecord *) palloc(sizeof(IgRecord));
+	bool		present;
 
 	ig_resolve_target(s, &t);
-	idle_guard_build_record(s, rec);
+	present = idle_guard_build_record(s, rec, &cur, &state);
 	t.record = rec;
 
 	if (s->decision.action == IG_DO_REPORT)
@@ -109,8 +110,11 @@ idle_guard_act(IgSession *s)
 
 	Assert(s->decision.action == IG_DO_TERMINATE);
 
-	/* Stage 1: is it still the same backend in the same silence? */
-	if (!idle_guard_lookup_status(s->key.pid, &cur, &state))
+	/*
+	 * Stage 1, from the status read just made for the record: is it still the
+	 * same backend in the same silence?
+	 */
+	if (!present)
 	{
 		ig_spare(s, &t, now, "backend exited before the signal");
 		return IG_ACT_DONE;

@@ -142,46 +142,21 @@ idle_guard_snapshot(IgSweep *sweep)
 }
 
 /*
- * idle_guard_lookup_status
- *		Read a fresh status snapshot and find one backend by pid.
- *
- * Fills the pid, process start and state start of key (not lxid, which
- * lives in the PGPROC) and the state.  Returns false if no backend has
- * that pid now.
+ * idle_guard_describe_sessions
+ *		When acting on a session: read a fresh status snapshot once, and
+ *		from it fill the pid, process start and state start of key (not
+ *		lxid, which lives in the PGPROC) and *state with the target's
+ *		current status, for the re-check before a signal; and copy into the
+ *		record the target's last query and, for each waiter listed in rec,
+ *		its role, application name and current query (each clipped to the
+ *		record's bounds).  A waiter that has gone keeps empty fields.
+ *		Returns false if no backend has the target's pid any more.
  */
 bool
-idle_guard_lookup_status(int pid, IgEpisodeKey *key, BackendState *state)
+idle_guard_describe_sessions(IgRecord *rec, int target_pid,
+							 IgEpisodeKey *key, BackendState *state)
 {
-	int			nentries;
-	int			i;
-
-	ig_status_clear();
-	nentries = ig_status_count();
-	for (i = 1; i <= nentries; i++)
-	{
-		LocalPgBackendStatus *local = ig_status_entry(i);
-
-		if (local == NULL || local->backendStatus.st_procpid != pid)
-			continue;
-		key->pid = pid;
-		key->proc_start = local->backendStatus.st_proc_start_timestamp;
-		key->state_start = local->backendStatus.st_state_start_timestamp;
-		*state = local->backendStatus.st_state;
-		return true;
-	}
-	return false;
-}
-
-/*
- * idle_guard_describe_sessions
- *		For the record of an action: read a fresh status snapshot once and
- *		copy the silent session's last query and, for each waiter listed in
- *		rec, its role, application name and current query (each clipped to
- *		the record's bounds).  A session that has gone keeps empty fields.
- */
-void
-idle_guard_describe_sessions(IgRecord *rec, int target_pid)
-{
+	bool		found = false;
 	int			nentries;
 	int			i;
 
@@ -202,6 +177,11 @@ idle_guard_describe_sessions(IgRecord *rec, int target_pid)
 
 		if (be->st_procpid == target_pid)
 		{
+			found = true;
+			key->pid = target_pid;
+			key->proc_start = be->st_proc_start_timestamp;
+			key->state_start = be->st_state_start_timestamp;
+			*state = be->st_state;
 			query = pgstat_clip_activity(be->st_activity_raw);
 			strlcpy(rec->query, query, IG_QUERY_LEN);
 			pfree(query);
@@ -222,6 +202,7 @@ idle_guard_describe_sessions(IgRecord *rec, int target_pid)
 			break;
 		}
 	}
+	return found;
 }
 
 /*

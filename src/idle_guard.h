@@ -107,6 +107,8 @@ extern void idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 extern bool idle_guard_same_episode(const IgEpisodeKey *seen,
 									const IgEpisodeKey *now);
 extern bool idle_guard_app_matches(const char *pattern, const char *appname);
+extern int	idle_guard_shorter_timeout(int a, int b);
+extern IgAction idle_guard_policy_action(IgActionSetting setting);
 extern const char *idle_guard_rule_name(IgRule rule);
 extern const char *idle_guard_action_name(IgAction action);
 
@@ -356,11 +358,11 @@ extern void idle_guard_reset_state(void);
 
 /* backends.c */
 extern void idle_guard_snapshot(IgSweep *sweep);
-extern bool idle_guard_lookup_status(int pid, IgEpisodeKey *key,
-									 BackendState *state);
 extern bool idle_guard_client_addr_text(const SockAddr *addr, char *buf,
 										size_t buflen);
-extern void idle_guard_describe_sessions(IgRecord *rec, int target_pid);
+extern bool idle_guard_describe_sessions(IgRecord *rec, int target_pid,
+										 IgEpisodeKey *key,
+										 BackendState *state);
 
 /* locks.c */
 extern void idle_guard_fastpath_locks(IgSweep *sweep);
@@ -371,8 +373,6 @@ extern void idle_guard_lock_table_pass(IgSweep *sweep);
 extern bool idle_guard_check_policy_source(GucSource source, void **extra);
 extern void idle_guard_assign_policy(IgPolicyField field, int value,
 									 void *extra);
-extern bool idle_guard_read_slot(int procno, int pid, TimestampTz proc_start,
-								 IgSessionPolicy *out);
 extern void idle_guard_effective_policy(const IgPolicy *defaults, int procno,
 										int pid, TimestampTz proc_start,
 										IgPolicy *policy,
@@ -381,12 +381,14 @@ extern int	idle_guard_shortest_session_timeout(void);
 extern const char *idle_guard_policy_source_name(IgPolicySource source);
 
 /* record.c */
-extern void idle_guard_build_record(const IgSession *s, IgRecord *rec);
+extern bool idle_guard_build_record(const IgSession *s, IgRecord *rec,
+									IgEpisodeKey *key, BackendState *state);
 extern Datum idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
 									 bool (*can_see) (Oid userid));
 
 /* record.c */
-extern void idle_guard_build_record(const IgSession *s, IgRecord *rec);
+extern bool idle_guard_build_record(const IgSession *s, IgRecord *rec,
+									IgEpisodeKey *key, BackendState *state);
 extern Datum idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
 									 bool (*can_see) (Oid userid));
 

@@ -80,12 +80,8 @@ idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 		out->action = IG_DO_NONE;
 	else if (facts->exempt)
 		out->action = IG_DO_EXEMPT;
-	else if (policy->action == IG_ACTION_REPORT)
-		out->action = IG_DO_REPORT;
-	else if (policy->action == IG_ACTION_TERMINATE)
-		out->action = IG_DO_TERMINATE;
 	else
-		out->action = IG_DO_NONE;
+		out->action = idle_guard_policy_action(policy->action);
 
 	out->due = (out->rule != IG_RULE_NONE && now >= out->deadline);
 
@@ -106,6 +102,41 @@ idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 		else
 			out->needs_poll = true;
 	}
+}
+
+/*
+ * idle_guard_policy_action
+ *		What a setting of idle_guard.action does at a deadline: the
+ *		strongest action a session under that setting can meet.
+ */
+IgAction
+idle_guard_policy_action(IgActionSetting setting)
+{
+	switch (setting)
+	{
+		case IG_ACTION_REPORT:
+			return IG_DO_REPORT;
+		case IG_ACTION_TERMINATE:
+			return IG_DO_TERMINATE;
+		case IG_ACTION_OFF:
+			break;
+	}
+	return IG_DO_NONE;
+}
+
+/*
+ * idle_guard_shorter_timeout
+ *		The shorter of two timeouts in ms, where 0 means "disabled": 0 only
+ *		if both are.
+ */
+int
+idle_guard_shorter_timeout(int a, int b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0)
+		return a;
+	return Min(a, b);
 }
 
 /*

@@ -45,11 +45,15 @@ static void ig_json_lock(StringInfo buf, const IgLockHeld *lock);
  * idle_guard_build_record
  *		Fill the record of an action on session s from the facts of the
  *		sweep and a fresh read of the sessions' status (queries, names).
- *		Runs in the worker, inside its transaction (role names).
+ *		The same read gives the target's current status in key and *state,
+ *		for the re-check before a signal; returns false if the target has
+ *		exited.  Runs in the worker, inside its transaction (role names).
  */
-void
-idle_guard_build_record(const IgSession *s, IgRecord *rec)
+bool
+idle_guard_build_record(const IgSession *s, IgRecord *rec,
+						IgEpisodeKey *key, BackendState *state)
 {
+	bool		present;
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
@@ -68,7 +72,7 @@ idle_guard_build_record(const IgSession *s, IgRecord *rec)
 	rec->policy = s->policy;
 	rec->policy_source = s->policy_source;
 
-	idle_guard_describe_sessions(rec, s->key.pid);
+	present = idle_guard_describe_sessions(rec, s->key.pid, key, state);
 	for (i = 0; i < rec->nwaiters; i++)
 	{
 		const char *name = OidIsValid(rec->waiters[i].userid)
@@ -76,6 +80,7 @@ idle_guard_build_record(const IgSession *s, IgRecord *rec)
 
 		strlcpy(rec->waiters[i].usename, name ? name : "", NAMEDATALEN);
 	}
+	return present;
 }
 
 /*

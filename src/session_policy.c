@@ -177,29 +177,20 @@ ig_publish(void)
 }
 
 /*
- * idle_guard_read_slot
- *		Copy the published policy of the backend in PGPROC slot procno, if
- *		the slot was written by that very backend (pid and process start).
- *		Returns false for a slot never written, or written by a backend that
- *		has exited.
+ * Copy the slot of PGPROC index procno consistently (change counter), with
+ * the pid and process start of the backend that wrote it.  Returns false
+ * if a writer kept the slot busy; the caller then uses the defaults.
  */
-bool
-idle_guard_read_slot(int procno, int pid, TimestampTz proc_start,
-					 IgSessionPolicy *out)
+static bool
+ig_copy_slot(int procno, int *pid, TimestampTz *proc_start,
+			 IgSessionPolicy *out)
 {
-	IgSlot	   *slot;
+	IgSlot	   *slot = &idle_guard_shared->slots[procno];
 	int			tries;
-
-	if (procno < 0 || procno >= idle_guard_shared->nslots)
-		return false;
-	slot = &idle_guard_shared->slots[procno];
 
 	for (tries = 0; tries < 1000; tries++)
 	{
 		uint32		before = pg_atomic_read_u32(&slot->changecount);
-		int			slot_pid;
-		TimestampTz slot_start;
-		uint32		after;
 
 		if (before & 1)
 		{
@@ -207,15 +198,14 @@ idle_guard_read_slot(int procno, int pid, TimestampTz proc_start,
 			continue;
 		}
 		pg_read_barrier();
-		slot_pid = slot->pid;
-		slot_start = slot->proc_start;
+		*pid = slot->pid;
+		*proc_start = slot->proc_start;
 		*out = slot->policy;
 		pg_read_barrier();
-		after = pg_atomic_read_u32(&slot->changecount);
-		if (before == after)
-			return slot_pid == pid && slot_start == proc_start;
+		if (pg_atomic_read_u32(&slot->changecount) == before)
+			return true;
 	}
-	return false;				/* a writer kept it busy: use the defaults */
+	return false;
 }
 
 /*
@@ -232,10 +222,16 @@ idle_guard_effective_policy(const IgPolicy *defaults, int procno, int pid,
 {
 	IgSessionPolicy sp;
 	int			f;
+	int			slot_pid;
+	TimestampTz slot_start;
 
 	*policy = *defaults;
 	*source = IG_SOURCE_DEFAULT;
-	if (!idle_guard_read_slot(procno, pid, proc_start, &sp))
+
+	/* a slot written by another backend (one that exited) does not count */
+	if (procno < 0 || procno >= idle_guard_shared->nslots ||
+		!ig_copy_slot(procno, &slot_pid, &slot_start, &sp) ||
+		slot_pid != pid || slot_start != proc_start)
 		return;
 
 	if (sp.source[IG_FIELD_ACTION] != IG_SOURCE_DEFAULT)
@@ -264,24 +260,24 @@ idle_guard_shortest_session_timeout(void)
 
 	for (i = 0; i < idle_guard_shared->nslots; i++)
 	{
-		PGPROC	   *proc = &ProcGlobal->allProcs[i];
+		int			pid = ProcGlobal->allProcs[i].pid;
 		IgSessionPolicy sp;
-		int			pid = proc->pid;
+		int			slot_pid;
+		TimestampTz slot_start;
 
-		if (pid == 0)
+		/*
+		 * PGPROC has no process start: match the writer on pid only.  A stale
+		 * match can only make the worker look sooner than needed.
+		 */
+		if (pid == 0 || !ig_copy_slot(i, &slot_pid, &slot_start, &sp) ||
+			slot_pid != pid)
 			continue;
-		/* the process start is not in PGPROC: match on pid only here */
-		if (!idle_guard_read_slot(i, pid, idle_guard_shared->slots[i].proc_start,
-								  &sp))
-			continue;
-		if (sp.source[IG_FIELD_BLOCKING] != IG_SOURCE_DEFAULT &&
-			sp.blocking_timeout_ms > 0 &&
-			(shortest == 0 || sp.blocking_timeout_ms < shortest))
-			shortest = sp.blocking_timeout_ms;
-		if (sp.source[IG_FIELD_IDLE] != IG_SOURCE_DEFAULT &&
-			sp.idle_timeout_ms > 0 &&
-			(shortest == 0 || sp.idle_timeout_ms < shortest))
-			shortest = sp.idle_timeout_ms;
+		if (sp.source[IG_FIELD_BLOCKING] != IG_SOURCE_DEFAULT)
+			shortest = idle_guard_shorter_timeout(shortest,
+												  sp.blocking_timeout_ms);
+		if (sp.source[IG_FIELD_IDLE] != IG_SOURCE_DEFAULT)
+			shortest = idle_guard_shorter_timeout(shortest,
+												  sp.idle_timeout_ms);
 	}
 	return shortest;
 }

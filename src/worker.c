@@ -58,10 +58,8 @@ static MemoryContext ig_sweep_context = NULL;
 
 static TimestampTz ig_sweep(void);
 static IgEpisodeMemory *ig_episode_for(const IgSession *s);
-static IgAction ig_strongest_action(const IgPolicy *policy);
 static void ig_publish_sweep(TimestampTz start, int guarded);
 static void ig_worker_detach(int code, Datum arg);
-static int	ig_shorter(int a, int b);
 static void ig_publish_policy(void);
 
 /*
@@ -192,8 +190,10 @@ ig_sweep(void)
 	 * A session silent from now on cannot be due before the shortest timeout
 	 * in force, by default or in any session.
 	 */
-	shortest = ig_shorter(policy.blocking_timeout_ms, policy.idle_timeout_ms);
-	shortest = ig_shorter(shortest, idle_guard_shortest_session_timeout());
+	shortest = idle_guard_shorter_timeout(policy.blocking_timeout_ms,
+										  policy.idle_timeout_ms);
+	shortest = idle_guard_shorter_timeout(shortest,
+										  idle_guard_shortest_session_timeout());
 	if (shortest > 0)
 		next = TimestampTzPlusMilliseconds(sweep.now, shortest);
 
@@ -202,7 +202,6 @@ ig_sweep(void)
 		IgSession  *s = &sweep.sessions[i];
 		IgDecision *d = &s->decision;
 		IgEpisodeMemory *ep;
-		IgAction	strongest;
 
 		if (!s->holds_locks)
 			continue;
@@ -222,8 +221,8 @@ ig_sweep(void)
 		}
 
 		/* Done all its policy allows in this episode: nothing to wait for */
-		strongest = ig_strongest_action(&s->policy);
-		if (ep->done != IG_DO_NONE && ep->done >= strongest)
+		if (ep->done != IG_DO_NONE &&
+			ep->done >= idle_guard_policy_action(s->policy.action))
 			continue;
 
 		if (d->wake_at != 0 && d->wake_at < next)
@@ -239,17 +238,6 @@ ig_sweep(void)
 
 	ig_publish_sweep(start, guarded);
 	return next;
-}
-
-/* The shorter of two timeouts, where 0 means "disabled" */
-static int
-ig_shorter(int a, int b)
-{
-	if (a == 0)
-		return b;
-	if (b == 0)
-		return a;
-	return Min(a, b);
 }
 
 /*
@@ -282,22 +270,6 @@ ig_episode_for(const IgSession *s)
 		ep->done = IG_DO_NONE;
 	}
 	return ep;
-}
-
-/* The strongest action a session's policy can lead to */
-static IgAction
-ig_strongest_action(const IgPolicy *policy)
-{
-	switch (policy->action)
-	{
-		case IG_ACTION_TERMINATE:
-			return IG_DO_TERMINATE;
-		case IG_ACTION_REPORT:
-			return IG_DO_REPORT;
-		case IG_ACTION_OFF:
-			break;
-	}
-	return IG_DO_NONE;
 }
 
 /* Publish the sweep's counters for idle_guard_stats() */

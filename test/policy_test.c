@@ -256,6 +256,23 @@ test_app_matches(void)
 	check(!idle_guard_app_matches("", "psql"), "app", "empty entry");
 }
 
+/* The shorter of two timeouts (0 = disabled), and what a setting does */
+static void
+test_helpers(void)
+{
+	check(idle_guard_shorter_timeout(0, 0) == 0, "helpers", "both disabled");
+	check(idle_guard_shorter_timeout(0, 500) == 500, "helpers", "first disabled");
+	check(idle_guard_shorter_timeout(500, 0) == 500, "helpers", "second disabled");
+	check(idle_guard_shorter_timeout(300, 500) == 300, "helpers", "shorter first");
+	check(idle_guard_shorter_timeout(500, 300) == 300, "helpers", "shorter second");
+	check(idle_guard_policy_action(IG_ACTION_OFF) == IG_DO_NONE,
+		  "helpers", "off does nothing");
+	check(idle_guard_policy_action(IG_ACTION_REPORT) == IG_DO_REPORT,
+		  "helpers", "report reports");
+	check(idle_guard_policy_action(IG_ACTION_TERMINATE) == IG_DO_TERMINATE,
+		  "helpers", "terminate terminates");
+}
+
 /* Names shown in the report, the log and the history */
 static void
 test_names(void)
@@ -277,6 +294,7 @@ main(void)
 	test_decide();
 	test_same_episode();
 	test_app_matches();
+	test_helpers();
 	test_names();
 	printf("policy: %d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
