@@ -9,6 +9,8 @@ OBJS = \
 	src/idle_guard.o \
 	src/state.o \
 	src/backends.o \
+	src/observe.o \
+	src/prepared.o \
 	src/locks.o \
 	src/policy.o \
 	src/session_policy.o \
@@ -19,7 +21,8 @@ OBJS = \
 	src/report.o
 
 EXTENSION = idle_guard
-DATA = idle_guard--1.0.sql idle_guard--1.0--1.1.sql idle_guard--1.1--1.2.sql
+DATA = idle_guard--1.0.sql idle_guard--1.0--1.1.sql idle_guard--1.1--1.2.sql \
+	idle_guard--1.2--1.3.sql
 PGFILEDESC = "idle_guard - end silent transactions that hold locks"
 
 # One source of truth for the version: the control file's default_version

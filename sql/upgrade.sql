@@ -31,14 +31,22 @@ ALTER EXTENSION idle_guard UPDATE TO '1.2';
 SELECT * FROM ig_shape();
 SELECT count(*) FROM idle_guard_history();
 SELECT stats_reset IS NOT NULL AS has_reset_time FROM idle_guard_stats();
+ALTER EXTENSION idle_guard UPDATE TO '1.3';
+SELECT * FROM ig_shape();
+SELECT count(*) FROM idle_guard_report();
+SELECT count(*) FROM idle_guard_history();
 DROP EXTENSION idle_guard;
 
--- 1.0 straight to the latest, and 1.1 to the latest
+-- 1.0 straight to the latest, then 1.1 and 1.2 to the latest
 CREATE EXTENSION idle_guard VERSION '1.0';
 ALTER EXTENSION idle_guard UPDATE;
 SELECT * FROM ig_shape();
 DROP EXTENSION idle_guard;
 CREATE EXTENSION idle_guard VERSION '1.1';
+ALTER EXTENSION idle_guard UPDATE;
+SELECT * FROM ig_shape();
+DROP EXTENSION idle_guard;
+CREATE EXTENSION idle_guard VERSION '1.2';
 ALTER EXTENSION idle_guard UPDATE;
 SELECT * FROM ig_shape();
 
@@ -47,6 +55,10 @@ SELECT attnum, attname, format_type(atttypid, atttypmod) AS type
 FROM pg_attribute
 WHERE attrelid = 'idle_guard_report'::regclass AND attnum > 17
 ORDER BY attnum;
+SELECT ordinality, name
+FROM pg_proc, unnest(proargnames) WITH ORDINALITY AS a(name, ordinality)
+WHERE proname = 'idle_guard_history' AND ordinality > 11
+ORDER BY ordinality;
 
 -- Privileges after an upgrade are as on a fresh install
 SELECT p.proname,

@@ -12,8 +12,9 @@
  *	   reused pid), same state since the same state change (the client has
  *	   sent nothing since).
  *	2. Under ProcArrayLock, immediately before kill(): the pid still
- *	   belongs to a live backend in the same local transaction, blocked
- *	   reading from its client (wait event ClientRead).  A backend leaves
+ *	   belongs to a live backend in the same local transaction, blocked on
+ *	   its client the way it was seen (wait event ClientRead, or
+ *	   ClientWrite for a client that does not read).  A backend leaves
  *	   the proc array only under ProcArrayLock held exclusively, so while
  *	   we hold it shared the pid cannot be freed and reused.
  *
@@ -38,6 +39,7 @@
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/wait_event.h"
 
 #include "compat.h"
@@ -100,15 +102,22 @@ idle_guard_act(IgSession *s)
 	present = idle_guard_build_record(s, rec, &cur, &state);
 	t.record = rec;
 
+	if (s->reason == IG_REASON_PREPARED && s->gid[0] == '\0')
+		(void) idle_guard_lookup_gid(s);
+
 	if (s->decision.action == IG_DO_REPORT)
 	{
-		ig_log_action(s, &t, "silent session holds locks", "report", now);
+		ig_log_action(s, &t, s->reason == IG_REASON_PREPARED ?
+					  "prepared transaction holds locks" :
+					  "silent session holds locks", "report", now);
 		idle_guard_record(s, t.usename, t.datname, t.client, now,
 						  "reported", NULL, rec);
 		return IG_ACT_DONE;
 	}
 
+	/* the policy never lets a prepared transaction be terminated */
 	Assert(s->decision.action == IG_DO_TERMINATE);
+	Assert(s->reason != IG_REASON_PREPARED);
 
 	/*
 	 * Stage 1, from the status read just made for the record: is it still the
@@ -197,7 +206,7 @@ ig_recheck(const IgSession *s, bool send_signal, const char **why)
 		*why = "transaction ended before the signal";
 		result = IG_RECHECK_ENDED;
 	}
-	else if (UINT32_ACCESS_ONCE(proc->wait_event_info) != WAIT_EVENT_CLIENT_READ)
+	else if (UINT32_ACCESS_ONCE(proc->wait_event_info) != s->wait_event_info)
 	{
 		*why = "backend was not waiting for its client";
 		result = IG_RECHECK_BUSY;
@@ -240,18 +249,41 @@ ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "pid=%d", s->key.pid);
-	ig_append_quoted(&buf, "user", t->usename);
-	ig_append_quoted(&buf, "db", t->datname);
-	ig_append_quoted(&buf, "app", s->appname);
-	appendStringInfo(&buf, " client=%s silent_s=%.3f locks=%d blocked=%d rule=%s action=%s",
-					 t->client[0] ? t->client : "local",
-					 (double) (now - s->key.state_start) / USECS_PER_SEC,
+	if (s->reason == IG_REASON_PREPARED)
+	{
+		/* no backend: no pid, application or client */
+		appendStringInfo(&buf, " xid=%u", s->xid);
+		ig_append_quoted(&buf, "gid", s->gid);
+		ig_append_quoted(&buf, "user", t->usename);
+		ig_append_quoted(&buf, "db", t->datname);
+	}
+	else
+	{
+		appendStringInfo(&buf, " pid=%d", s->key.pid);
+		ig_append_quoted(&buf, "user", t->usename);
+		ig_append_quoted(&buf, "db", t->datname);
+		ig_append_quoted(&buf, "app", s->appname);
+		appendStringInfo(&buf, " client=%s",
+						 t->client[0] ? t->client : "local");
+	}
+	appendStringInfo(&buf, " silent_s=%.3f locks=%d blocked=%d rule=%s action=%s",
+					 (double) (now - s->silent_since) / USECS_PER_SEC,
 					 s->locks_held, s->blocked_total,
 					 idle_guard_rule_name(s->decision.rule), action);
+	ig_append_quoted(&buf, "reason", idle_guard_reason_name(s->reason));
 
+	/* idle_guard never ends a prepared transaction: say what would */
+	if (s->reason == IG_REASON_PREPARED && s->gid[0] != '\0')
+		appendStringInfo(&buf, "; ROLLBACK PREPARED %s in database %s would end it",
+						 quote_literal_cstr(s->gid),
+						 quote_identifier(t->datname ? t->datname : ""));
+	else if (s->reason == IG_REASON_PREPARED)
+		appendStringInfo(&buf, "; ROLLBACK PREPARED of the gid that pg_prepared_xacts shows for transaction %u would end it",
+						 s->xid);
+
+	/* buf starts with a blank */
 	ereport(LOG,
-			(errmsg("idle_guard: %s %s", what, buf.data),
+			(errmsg("idle_guard: %s%s", what, buf.data),
 			 errhidestmt(true), errhidecontext(true)));
 	pfree(buf.data);
 }

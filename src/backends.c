@@ -2,8 +2,8 @@
  *
  * backends.c
  *		The first step of the pipeline: a snapshot of the client backends
- *		that are silent, i.e. waiting on their client while in a
- *		transaction, with what identifies each one's silent episode.
+ *		that are silent, i.e. waiting on their client while it owes them
+ *		something, with what identifies each one's silent episode.
  *
  * Backend status comes from the backend-status snapshot API (the same data
  * pg_stat_activity shows), read fresh on every call; the wait event and
@@ -23,11 +23,13 @@
 #include <netdb.h>
 
 #include "common/ip.h"
+#include "access/twophase.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/wait_event.h"
 
 #include "compat.h"
 #include "idle_guard.h"
@@ -71,30 +73,71 @@ ig_build_pid_map(void)
 }
 
 /*
+ * Why a client backend in this state, waiting on this event, is silent, if
+ * it is: waiting on its client, in or out of a statement.  Session-level
+ * locks can keep an idle session (or one in an aborted transaction, whose
+ * other locks are gone) relevant; those are candidates only when
+ * include_idle says someone waits on a lock at all.
+ */
+static bool
+ig_silent_reason(BackendState state, uint32 wait_event_info,
+				 bool include_idle, IgReason *reason)
+{
+	switch (state)
+	{
+		case STATE_IDLEINTRANSACTION:
+			*reason = IG_REASON_IDLE_XACT;
+			return true;
+		case STATE_RUNNING:
+			if (wait_event_info == WAIT_EVENT_CLIENT_WRITE)
+			{
+				*reason = IG_REASON_CLIENT_WRITE;
+				return true;
+			}
+			if (wait_event_info == WAIT_EVENT_CLIENT_READ)
+			{
+				*reason = IG_REASON_REQUEST_INCOMPLETE;
+				return true;
+			}
+			return false;
+		case STATE_IDLE:
+		case STATE_IDLEINTRANSACTION_ABORTED:
+			*reason = IG_REASON_SESSION_LOCK;
+			return include_idle;
+		default:
+			return false;
+	}
+}
+
+/*
  * idle_guard_snapshot
- *		Fill sweep->sessions with every silent client backend.
+ *		Fill sweep->sessions with every silent client backend, then every
+ *		prepared transaction.
  *
  * Only client backends count: walsenders, autovacuum, background workers
- * (idle_guard's own among them) are never judged.  Sessions in "idle in
- * transaction (aborted)" are left out: aborting released every lock of the
- * transaction.  Only session-level advisory locks survive an abort, and
- * those are deliberate (leader election, job queues): they are not judged
- * here, in either idle state.
+ * (idle_guard's own among them) are never judged.  A backend is silent
+ * when it waits on its client while its client owes it something: idle in
+ * a transaction, or active but blocked sending results (the client does
+ * not read) or reading the rest of a request.  Idle sessions and those in
+ * an aborted transaction hold at most session-level locks; they are
+ * listed only when include_idle, and count only if someone waits on them.
  */
 void
-idle_guard_snapshot(IgSweep *sweep)
+idle_guard_snapshot(IgSweep *sweep, bool include_idle)
 {
 	HTAB	   *pidmap;
 	int			nentries;
+	int			room;
 	int			i;
 
 	ig_status_clear();
 	nentries = ig_status_count();
 	pidmap = ig_build_pid_map();
 
+	room = nentries + max_prepared_xacts;
 	sweep->nsessions = 0;
 	sweep->sessions = (IgSession *) palloc0(sizeof(IgSession) *
-											Max(nentries, 1));
+											Max(room, 1));
 
 	for (i = 1; i <= nentries; i++)
 	{
@@ -103,6 +146,8 @@ idle_guard_snapshot(IgSweep *sweep)
 		IgPidEntry *pe;
 		PGPROC	   *proc;
 		IgSession  *s;
+		IgReason	reason;
+		uint32		wait_event_info;
 
 		if (local == NULL)
 			continue;
@@ -111,24 +156,28 @@ idle_guard_snapshot(IgSweep *sweep)
 			continue;
 		if (be->st_backendType != B_BACKEND)
 			continue;
-		if (be->st_state != STATE_IDLEINTRANSACTION)
-			continue;
 
 		pe = hash_search(pidmap, &be->st_procpid, HASH_FIND, NULL);
 		if (pe == NULL)
 			continue;			/* exited since the status was read */
 		proc = &ProcGlobal->allProcs[pe->procno];
+		wait_event_info = UINT32_ACCESS_ONCE(proc->wait_event_info);
+		if (!ig_silent_reason(be->st_state, wait_event_info, include_idle,
+							  &reason))
+			continue;
 
 		s = &sweep->sessions[sweep->nsessions++];
 		s->key.pid = be->st_procpid;
 		s->key.proc_start = be->st_proc_start_timestamp;
 		s->key.state_start = be->st_state_start_timestamp;
 		s->key.lxid = ig_proc_lxid(proc);
+		s->reason = reason;
+		s->silent_since = be->st_state_start_timestamp;
 		s->procno = pe->procno;
 		s->userid = be->st_userid;
 		s->dbid = be->st_databaseid;
 		s->state = be->st_state;
-		s->wait_event_info = UINT32_ACCESS_ONCE(proc->wait_event_info);
+		s->wait_event_info = wait_event_info;
 		s->xact_start = be->st_xact_start_timestamp;
 		s->xid = local->backend_xid;
 		s->xmin = local->backend_xmin;
@@ -139,6 +188,34 @@ idle_guard_snapshot(IgSweep *sweep)
 	}
 
 	hash_destroy(pidmap);
+
+	idle_guard_add_prepared(sweep, room - sweep->nsessions);
+}
+
+/*
+ * idle_guard_state_name
+ *		The state a session is in, in pg_stat_activity's words, or
+ *		"prepared" for a prepared transaction.
+ */
+const char *
+idle_guard_state_name(const IgSession *s)
+{
+	if (s->reason == IG_REASON_PREPARED)
+		return "prepared";
+	switch (s->state)
+	{
+		case STATE_RUNNING:
+			return "active";
+		case STATE_IDLE:
+			return "idle";
+		case STATE_IDLEINTRANSACTION:
+			return "idle in transaction";
+		case STATE_IDLEINTRANSACTION_ABORTED:
+			return "idle in transaction (aborted)";
+		default:
+			break;
+	}
+	return "unknown";
 }
 
 /*

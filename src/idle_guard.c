@@ -8,8 +8,10 @@
  * sets the cluster-wide default, and only superusers or roles granted SET
  * on the parameter may give a role, a database or a session other values;
  * each backend publishes its own values for the worker (session_policy.c).
- * naptime and the exemption lists are PGC_SIGHUP: they configure the
- * worker itself.  history_size sizes shared memory and needs a restart.
+ * naptime, the exemption lists, prepared_timeout and session_locks are
+ * PGC_SIGHUP: they configure the worker itself, or apply to what has no
+ * session of its own (a prepared transaction).  history_size sizes shared
+ * memory and needs a restart.
  *
  * Copyright (c) 2026, idle_guard developers
  *
@@ -44,6 +46,8 @@ int			idle_guard_blocking_timeout = 30 * 1000;
 int			idle_guard_idle_timeout = 5 * 60 * 1000;
 int			idle_guard_naptime = 1000;
 int			idle_guard_history_size = 1000;
+int			idle_guard_prepared_timeout = 30 * 60 * 1000;
+bool		idle_guard_session_locks = false;
 char	   *idle_guard_exempt_roles = NULL;
 char	   *idle_guard_exempt_applications = NULL;
 
@@ -140,6 +144,27 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("idle_guard.prepared_timeout",
+							"How long a prepared transaction may hold locks before it is reported.",
+							"Counted from PREPARE TRANSACTION; 0 disables this rule.  idle_guard "
+							"only reports prepared transactions, it never ends them.",
+							&idle_guard_prepared_timeout,
+							30 * 60 * 1000,
+							0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("idle_guard.session_locks",
+							 "Whether a session idle between transactions may be terminated for "
+							 "holding a session-level lock that another session waits for.",
+							 "When off, such sessions are only reported.",
+							 &idle_guard_session_locks,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("idle_guard.exempt_roles",
 							   "Roles whose sessions are never acted on.",
@@ -259,6 +284,8 @@ idle_guard_current_policy(IgPolicy *policy)
 	policy->action = (IgActionSetting) idle_guard_action;
 	policy->blocking_timeout_ms = idle_guard_blocking_timeout;
 	policy->idle_timeout_ms = idle_guard_idle_timeout;
+	policy->prepared_timeout_ms = idle_guard_prepared_timeout;
+	policy->session_locks = idle_guard_session_locks;
 }
 
 /*

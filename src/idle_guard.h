@@ -40,6 +40,23 @@ typedef enum IgActionSetting
 	IG_ACTION_TERMINATE
 } IgActionSetting;
 
+/*
+ * Why a session counts as silent: each way a client can leave a backend
+ * waiting on it while locks are held.  The names are those of
+ * idle_guard_report().silent_reason.
+ */
+typedef enum IgReason
+{
+	IG_REASON_IDLE_XACT = 0,	/* idle in transaction */
+	IG_REASON_CLIENT_WRITE,		/* active, blocked sending results the
+								 * client does not read */
+	IG_REASON_REQUEST_INCOMPLETE,	/* active, waiting for the rest of an
+									 * extended-protocol request */
+	IG_REASON_PREPARED,			/* a prepared transaction: no backend */
+	IG_REASON_SESSION_LOCK		/* idle (or aborted), holding a session-level
+								 * lock someone waits on */
+} IgReason;
+
 /* The rule that fires for a session */
 typedef enum IgRule
 {
@@ -63,6 +80,8 @@ typedef struct IgPolicy
 	IgActionSetting action;
 	int			blocking_timeout_ms;	/* 0 = never */
 	int			idle_timeout_ms;	/* 0 = never */
+	int			prepared_timeout_ms;	/* 0 = never; prepared xacts only */
+	bool		session_locks;	/* may terminate for session-level locks */
 } IgPolicy;
 
 /* The facts about one silent session that the decision looks at */
@@ -72,6 +91,9 @@ typedef struct IgFacts
 	bool		holds_locks;	/* any lock but its own xid/vxid, or an xid */
 	int			blocked_total;	/* sessions waiting on it, transitively */
 	bool		exempt;			/* exempt by role or application */
+	bool		observed;		/* silent_since is only the first observation
+								 * of a silence with no timestamp: it must be
+								 * looked at again every naptime */
 } IgFacts;
 
 /* The outcome of the decision */
@@ -101,6 +123,22 @@ typedef struct IgEpisodeKey
 	uint32		lxid;
 } IgEpisodeKey;
 
+/*
+ * What the pipeline remembers of a silence that has no timestamp of its
+ * own (client not reading, request incomplete): when it was first seen,
+ * when last, and how many bytes the backend had written by then.
+ */
+typedef struct IgObservation
+{
+	IgEpisodeKey key;			/* what was observed */
+	IgReason	reason;
+	bool		written_known;	/* written is from /proc/<pid>/io */
+	uint64		written;		/* bytes the backend has written */
+	TimestampTz first_seen;		/* start of the silence as observed; 0 = no
+								 * observation */
+	TimestampTz last_seen;
+} IgObservation;
+
 /* policy.c */
 extern void idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 							  TimestampTz now, IgDecision *out);
@@ -111,9 +149,18 @@ extern int	idle_guard_shorter_timeout(int a, int b);
 extern IgAction idle_guard_policy_action(IgActionSetting setting);
 extern const char *idle_guard_rule_name(IgRule rule);
 extern const char *idle_guard_action_name(IgAction action);
+extern const char *idle_guard_reason_name(IgReason reason);
+extern void idle_guard_policy_for_reason(const IgPolicy *policy,
+										 IgReason reason, IgPolicy *out);
+extern TimestampTz idle_guard_observe(IgObservation *obs,
+									  const IgEpisodeKey *key,
+									  IgReason reason, bool written_known,
+									  uint64 written, TimestampTz now,
+									  int max_gap_ms);
 
 #ifndef IDLE_GUARD_POLICY_ONLY
 
+#include "access/xact.h"
 #include "libpq/pqcomm.h"
 #include "nodes/pg_list.h"
 #include "port/atomics.h"
@@ -220,12 +267,18 @@ typedef struct IgSlot
  */
 typedef struct IgSession
 {
-	IgEpisodeKey key;			/* pid, process start, state start, lxid */
+	IgEpisodeKey key;			/* pid, process start, state start, lxid;
+								 * for a prepared transaction: 0, prepared
+								 * at, prepared at, xid */
+	IgReason	reason;			/* the shape of its silence */
+	TimestampTz silent_since;	/* start of the silence, or its first
+								 * observation, or the time of PREPARE */
 	int			procno;			/* index in ProcGlobal->allProcs */
-	Oid			userid;
+	Oid			userid;			/* a prepared transaction's owner */
 	Oid			dbid;
-	BackendState state;			/* STATE_IDLEINTRANSACTION in 1.0 */
+	BackendState state;			/* STATE_UNDEFINED for a prepared xact */
 	uint32		wait_event_info;	/* as read from its PGPROC */
+	char		gid[GIDSIZE];	/* a prepared transaction's; else "" */
 	TimestampTz xact_start;
 	TransactionId xid;
 	TransactionId xmin;
@@ -297,8 +350,21 @@ typedef struct IgHistoryEntry
 	IgRule		rule;
 	char		action[12];		/* reported, terminated, skipped */
 	char		detail[128];
+	IgReason	reason;
+	char		gid[GIDSIZE];	/* "" unless a prepared transaction */
 	IgRecord	record;
 } IgHistoryEntry;
+
+/*
+ * The worker's request to the gid lookup worker (prepared.c), and its
+ * answer: the gid of one prepared transaction.
+ */
+typedef struct IgGidLookup
+{
+	TransactionId xid;			/* the prepared transaction asked about */
+	bool		found;			/* gid is its gid */
+	char		gid[GIDSIZE];
+} IgGidLookup;
 
 /*
  * Shared state.  "lock" protects every field; the worker is the only
@@ -316,8 +382,14 @@ typedef struct IgShared
 	int			nslots;			/* entries in slots[] */
 	IgSlot	   *slots;			/* per-backend policies, by PGPROC index;
 								 * written without "lock" (change counter) */
-	IgEpisodeMemory *episodes;	/* by PGPROC index; the worker's alone, kept
-								 * here so a restarted worker remembers */
+	IgEpisodeMemory *episodes;	/* by PGPROC index, prepared transactions'
+								 * dummy PGPROCs included; the worker's
+								 * alone, kept here so a restarted worker
+								 * remembers */
+	IgObservation *observations;	/* by PGPROC index, prepared
+									 * transactions' dummy PGPROCs included */
+	IgGidLookup gid_lookup;
+	int			nobserved;		/* valid entries in observations[] */
 	int64		sweeps;
 	TimestampTz last_sweep_at;
 	double		last_sweep_ms;
@@ -337,6 +409,8 @@ extern PGDLLIMPORT int idle_guard_blocking_timeout;
 extern PGDLLIMPORT int idle_guard_idle_timeout;
 extern PGDLLIMPORT int idle_guard_naptime;
 extern PGDLLIMPORT int idle_guard_history_size;
+extern PGDLLIMPORT int idle_guard_prepared_timeout;
+extern PGDLLIMPORT bool idle_guard_session_locks;
 extern PGDLLIMPORT char *idle_guard_exempt_roles;
 extern PGDLLIMPORT char *idle_guard_exempt_applications;
 extern void idle_guard_current_policy(IgPolicy *policy);
@@ -357,12 +431,22 @@ extern void idle_guard_record(const IgSession *s, const char *usename,
 extern void idle_guard_reset_state(void);
 
 /* backends.c */
-extern void idle_guard_snapshot(IgSweep *sweep);
+extern void idle_guard_snapshot(IgSweep *sweep, bool session_locks);
+extern const char *idle_guard_state_name(const IgSession *s);
 extern bool idle_guard_client_addr_text(const SockAddr *addr, char *buf,
 										size_t buflen);
 extern bool idle_guard_describe_sessions(IgRecord *rec, int target_pid,
 										 IgEpisodeKey *key,
 										 BackendState *state);
+
+/* observe.c */
+extern void idle_guard_observe_sessions(IgSweep *sweep);
+
+/* prepared.c */
+extern void idle_guard_add_prepared(IgSweep *sweep, int room);
+extern void idle_guard_prepared_gids(IgSweep *sweep);
+extern bool idle_guard_lookup_gid(IgSession *s);
+extern PGDLLEXPORT void idle_guard_gid_main(Datum main_arg);
 
 /* locks.c */
 extern void idle_guard_fastpath_locks(IgSweep *sweep);
@@ -379,12 +463,6 @@ extern void idle_guard_effective_policy(const IgPolicy *defaults, int procno,
 										IgPolicySource *source);
 extern int	idle_guard_shortest_session_timeout(void);
 extern const char *idle_guard_policy_source_name(IgPolicySource source);
-
-/* record.c */
-extern bool idle_guard_build_record(const IgSession *s, IgRecord *rec,
-									IgEpisodeKey *key, BackendState *state);
-extern Datum idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
-									 bool (*can_see) (Oid userid));
 
 /* record.c */
 extern bool idle_guard_build_record(const IgSession *s, IgRecord *rec,

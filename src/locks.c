@@ -109,6 +109,18 @@ idle_guard_fastpath_locks(IgSweep *sweep)
 		PGPROC	   *proc = &ProcGlobal->allProcs[s->procno];
 		int			slot;
 
+		/*
+		 * Outside a transaction, and in a prepared one, every lock is in the
+		 * main table; the lock-table pass settles both.
+		 */
+		if (s->reason == IG_REASON_SESSION_LOCK ||
+			s->reason == IG_REASON_PREPARED)
+		{
+			s->holds_locks = TransactionIdIsValid(s->xid);
+			s->holds_known = true;
+			continue;
+		}
+
 		LWLockAcquire(&proc->fpInfoLock, LW_SHARED);
 		if (proc->pid == s->key.pid)
 		{
@@ -192,7 +204,10 @@ idle_guard_lock_table_pass(IgSweep *sweep)
 		IgSession  *s = &sweep->sessions[i];
 		PGPROC	   *proc = &ProcGlobal->allProcs[s->procno];
 
-		if (proc->pid == s->key.pid)
+		/* still the same backend, or the same prepared transaction */
+		if (proc->pid == s->key.pid &&
+			(s->reason != IG_REASON_PREPARED ||
+			 TransactionIdEquals(proc->xid, s->xid)))
 			ig_count_main_table_locks(s, proc);
 	}
 

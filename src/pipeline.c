@@ -2,8 +2,9 @@
  *
  * pipeline.c
  *		One pass of idle_guard's pipeline, the same for the worker and for
- *		idle_guard_report(): snapshot the silent sessions, find their locks
- *		and waiters, settle exemptions and decide each one.
+ *		idle_guard_report(): snapshot the silent sessions and prepared
+ *		transactions, time the silences that have no timestamp, find their
+ *		locks and waiters, settle exemptions and decide each one.
  *
  * Because both callers run exactly this code with the same policy (the
  * defaults the worker publishes, and each session's own values), what the
@@ -12,7 +13,10 @@
  *
  * Each session is judged by its own policy (session_policy.c): its role's,
  * database's or session's values where set, else the cluster-wide
- * defaults passed in.  The exemption lists apply whatever that policy says.
+ * defaults passed in, adjusted for why it is silent (a prepared
+ * transaction is only ever reported, and so is a session lock unless
+ * idle_guard.session_locks is on).  The exemption lists apply whatever
+ * that policy says.
  *
  * Must run inside a transaction: exemption by role needs the role's name.
  *
@@ -51,25 +55,31 @@ idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults, bool exact)
 
 	memset(sweep, 0, sizeof(IgSweep));
 	sweep->now = GetCurrentTimestamp();
-	idle_guard_snapshot(sweep);
+
+	/* idle sessions matter only to someone waiting on a lock */
+	sweep->nwaiters = idle_guard_count_lock_waiters();
+	idle_guard_snapshot(sweep, sweep->nwaiters > 0);
+	idle_guard_observe_sessions(sweep);
 	if (sweep->nsessions == 0)
 		return;
 
 	idle_guard_fastpath_locks(sweep);
-	sweep->nwaiters = idle_guard_count_lock_waiters();
 	if (sweep->nwaiters > 0)
 		need_pass = true;
 
 	for (i = 0; i < sweep->nsessions; i++)
 	{
 		IgSession  *s = &sweep->sessions[i];
-		char	   *rolename = GetUserNameFromId(s->userid, true);
+		char	   *rolename = OidIsValid(s->userid) ?
+			GetUserNameFromId(s->userid, true) : NULL;
+		IgPolicy	own;
 
 		s->facts.exempt = idle_guard_role_exempt(rolename) ||
 			idle_guard_application_exempt(s->appname);
 		idle_guard_effective_policy(defaults, s->procno, s->key.pid,
-									s->key.proc_start, &s->policy,
+									s->key.proc_start, &own,
 									&s->policy_source);
+		idle_guard_policy_for_reason(&own, s->reason, &s->policy);
 		if (!s->holds_known)
 			need_pass = true;
 	}
@@ -92,7 +102,9 @@ idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults, bool exact)
 
 /*
  * Fill each session's facts from what the steps found, and decide it by
- * its own policy.
+ * its own policy.  A session idle between transactions counts only while
+ * someone waits on it: holding a session-level lock nobody wants is what
+ * such locks are for.
  */
 static void
 ig_decide_all(IgSweep *sweep)
@@ -103,7 +115,9 @@ ig_decide_all(IgSweep *sweep)
 	{
 		IgSession  *s = &sweep->sessions[i];
 
-		s->facts.silent_since = s->key.state_start;
+		if (s->reason == IG_REASON_SESSION_LOCK)
+			s->holds_locks = s->blocked_total > 0;
+		s->facts.silent_since = s->silent_since;
 		s->facts.holds_locks = s->holds_locks;
 		s->facts.blocked_total = s->blocked_total;
 		idle_guard_decide(&s->policy, &s->facts, sweep->now, &s->decision);

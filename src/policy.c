@@ -39,8 +39,9 @@
  * being woken: at the deadline, at the moment the blocking deadline passes
  * (it fires then only if someone waits, which only a look can tell), and
  * after naptime while a blocking deadline has passed but nobody waits yet
- * (waiters arrive without notice).  Exempt sessions and action = off never
- * need a look: nothing would be done to them.
+ * (waiters arrive without notice) or while the silence is known only by
+ * observation (it must be seen to last).  Exempt sessions and action = off
+ * never need a look: nothing would be done to them.
  */
 void
 idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
@@ -92,6 +93,10 @@ idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 	if (out->rule != IG_RULE_NONE && !out->due)
 		out->wake_at = out->deadline;
 
+	/* A silence known only by observation must be watched continuously */
+	if (facts->observed && !out->due)
+		out->needs_poll = true;
+
 	if (!blocking && blocking_deadline != 0 && !out->due)
 	{
 		if (blocking_deadline > now)
@@ -102,6 +107,85 @@ idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 		else
 			out->needs_poll = true;
 	}
+}
+
+/*
+ * idle_guard_policy_for_reason
+ *		The policy that applies to a session given why it is silent, from
+ *		the policy of its role, database and session (or the defaults).
+ *
+ * A prepared transaction has no backend to signal: it is reported at
+ * most, by the blocking rule or once it has been prepared for
+ * prepared_timeout.  A session lock held between transactions is often
+ * deliberate (leader election, job queues): only the blocking rule applies
+ * to it, and it is terminated only when session_locks allows.  Every
+ * other silence follows the policy as it is.
+ */
+void
+idle_guard_policy_for_reason(const IgPolicy *policy, IgReason reason,
+							 IgPolicy *out)
+{
+	*out = *policy;
+	switch (reason)
+	{
+		case IG_REASON_PREPARED:
+			out->idle_timeout_ms = policy->prepared_timeout_ms;
+			out->action = Min(policy->action, IG_ACTION_REPORT);
+			break;
+		case IG_REASON_SESSION_LOCK:
+			out->idle_timeout_ms = 0;
+			if (!policy->session_locks)
+				out->action = Min(policy->action, IG_ACTION_REPORT);
+			break;
+		case IG_REASON_IDLE_XACT:
+		case IG_REASON_CLIENT_WRITE:
+		case IG_REASON_REQUEST_INCOMPLETE:
+			break;
+	}
+}
+
+/*
+ * idle_guard_observe
+ *		Update the memory of a silence that has no timestamp of its own and
+ *		return when it started, as far as observation can tell.
+ *
+ * The silence continues from the last observation if this one is of the
+ * same backend, statement and transaction (key), for the same reason,
+ * with no progress in between: the bytes the backend has written are
+ * unchanged where both counts are known, or, where they are not, the
+ * previous observation is at most max_gap_ms old (the worker looks every
+ * naptime while it watches such a session; 0 = no limit, for what cannot
+ * make progress).  Otherwise a new silence
+ * starts now: a slow client that keeps reading is never silent for long.
+ */
+TimestampTz
+idle_guard_observe(IgObservation *obs, const IgEpisodeKey *key,
+				   IgReason reason, bool written_known, uint64 written,
+				   TimestampTz now, int max_gap_ms)
+{
+	bool		continues = obs->first_seen != 0 &&
+		idle_guard_same_episode(&obs->key, key) &&
+		obs->reason == reason;
+
+	if (continues)
+	{
+		if (written_known && obs->written_known)
+			continues = (written == obs->written);
+		else if (max_gap_ms > 0)
+			continues = (now - obs->last_seen <=
+						 (TimestampTz) max_gap_ms * IG_USECS_PER_MS);
+	}
+
+	if (!continues)
+	{
+		obs->key = *key;
+		obs->reason = reason;
+		obs->first_seen = now;
+	}
+	obs->written_known = written_known;
+	obs->written = written;
+	obs->last_seen = now;
+	return obs->first_seen;
 }
 
 /*
@@ -194,6 +278,29 @@ idle_guard_rule_name(IgRule rule)
 			break;
 	}
 	return NULL;
+}
+
+/*
+ * idle_guard_reason_name
+ *		The words used for a reason in the report, the log and the history.
+ */
+const char *
+idle_guard_reason_name(IgReason reason)
+{
+	switch (reason)
+	{
+		case IG_REASON_IDLE_XACT:
+			return "idle in transaction";
+		case IG_REASON_CLIENT_WRITE:
+			return "client not reading";
+		case IG_REASON_REQUEST_INCOMPLETE:
+			return "request incomplete";
+		case IG_REASON_PREPARED:
+			return "prepared";
+		case IG_REASON_SESSION_LOCK:
+			return "session lock";
+	}
+	return "unknown";
 }
 
 /*

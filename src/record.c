@@ -59,7 +59,7 @@ idle_guard_build_record(const IgSession *s, IgRecord *rec,
 
 	memset(rec, 0, sizeof(IgRecord));
 	rec->xact_start = s->xact_start;
-	rec->silent_since = s->key.state_start;
+	rec->silent_since = s->silent_since;
 	rec->nlocks = s->nheld;
 	memcpy(rec->locks, s->held, sizeof(IgLockHeld) * s->nheld);
 	rec->nwaiters = Min(s->blocked_total, IG_RECORD_MAX_WAITERS);

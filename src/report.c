@@ -41,8 +41,10 @@
 
 PG_FUNCTION_INFO_V1(idle_guard_report);
 PG_FUNCTION_INFO_V1(idle_guard_report_1_1);
+PG_FUNCTION_INFO_V1(idle_guard_report_1_3);
 PG_FUNCTION_INFO_V1(idle_guard_history);
 PG_FUNCTION_INFO_V1(idle_guard_history_1_2);
+PG_FUNCTION_INFO_V1(idle_guard_history_1_3);
 PG_FUNCTION_INFO_V1(idle_guard_stats);
 PG_FUNCTION_INFO_V1(idle_guard_stats_1_2);
 PG_FUNCTION_INFO_V1(idle_guard_reset);
@@ -55,10 +57,12 @@ PG_FUNCTION_INFO_V1(idle_guard_reset);
  */
 #define IDLE_GUARD_REPORT_COLS_V1_0 20
 #define IDLE_GUARD_REPORT_COLS_V1_1 23
-#define IDLE_GUARD_REPORT_COLS		IDLE_GUARD_REPORT_COLS_V1_1
+#define IDLE_GUARD_REPORT_COLS_V1_3 25
+#define IDLE_GUARD_REPORT_COLS		IDLE_GUARD_REPORT_COLS_V1_3
 #define IDLE_GUARD_HISTORY_COLS_V1_0 12
 #define IDLE_GUARD_HISTORY_COLS_V1_2 13
-#define IDLE_GUARD_HISTORY_COLS		IDLE_GUARD_HISTORY_COLS_V1_2
+#define IDLE_GUARD_HISTORY_COLS_V1_3 15
+#define IDLE_GUARD_HISTORY_COLS		IDLE_GUARD_HISTORY_COLS_V1_3
 #define IDLE_GUARD_STATS_COLS_V1_0	9
 #define IDLE_GUARD_STATS_COLS_V1_2	10
 #define IDLE_GUARD_STATS_COLS		IDLE_GUARD_STATS_COLS_V1_2
@@ -70,11 +74,14 @@ static bool ig_can_see(Oid userid);
 static Datum ig_name_datum(const char *name);
 static Datum ig_interval_datum(int64 usecs);
 static Datum ig_inet_datum(const char *addr);
+static void ig_put_gid_reason(Datum *values, bool *nulls, int *j,
+							  const char *gid, IgReason reason);
 
 /*
  * idle_guard_report
- *		One row per silent client session that holds locks, with what
- *		idle_guard knows of it and what it would do (API 1.0).
+ *		One row per silent client session or prepared transaction that
+ *		holds locks, with what idle_guard knows of it and what it would do
+ *		(API 1.0).
  */
 Datum
 idle_guard_report(PG_FUNCTION_ARGS)
@@ -91,6 +98,18 @@ Datum
 idle_guard_report_1_1(PG_FUNCTION_ARGS)
 {
 	ig_report(fcinfo, IDLE_GUARD_REPORT_COLS_V1_1);
+	return (Datum) 0;
+}
+
+/*
+ * idle_guard_report_1_3
+ *		The same, plus each session's prepared-transaction gid and the
+ *		reason it counts as silent (API 1.3).
+ */
+Datum
+idle_guard_report_1_3(PG_FUNCTION_ARGS)
+{
+	ig_report(fcinfo, IDLE_GUARD_REPORT_COLS_V1_3);
 	return (Datum) 0;
 }
 
@@ -114,6 +133,7 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 	defaults = idle_guard_shared->defaults;
 	LWLockRelease(idle_guard_shared->lock);
 	idle_guard_collect(&sweep, &defaults, true);
+	idle_guard_prepared_gids(&sweep);
 
 	for (i = 0; i < sweep.nsessions; i++)
 	{
@@ -129,9 +149,13 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 		if (!s->holds_locks)
 			continue;
 
-		values[j++] = Int32GetDatum(s->key.pid);
+		/* a prepared transaction has no backend */
+		if (s->key.pid != 0)
+			values[j++] = Int32GetDatum(s->key.pid);
+		else
+			nulls[j++] = true;
 
-		name = GetUserNameFromId(s->userid, true);
+		name = OidIsValid(s->userid) ? GetUserNameFromId(s->userid, true) : NULL;
 		if (name)
 			values[j++] = ig_name_datum(name);
 		else
@@ -154,7 +178,7 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 		else
 			nulls[j++] = true;
 
-		values[j++] = CStringGetTextDatum("idle in transaction");
+		values[j++] = CStringGetTextDatum(idle_guard_state_name(s));
 
 		name = s->wait_event_info ? pgstat_get_wait_event(s->wait_event_info) : NULL;
 		if (name)
@@ -167,8 +191,8 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 		else
 			nulls[j++] = true;
 
-		values[j++] = TimestampTzGetDatum(s->key.state_start);
-		values[j++] = ig_interval_datum(sweep.now - s->key.state_start);
+		values[j++] = TimestampTzGetDatum(s->silent_since);
+		values[j++] = ig_interval_datum(sweep.now - s->silent_since);
 		values[j++] = Int32GetDatum(s->locks_held);
 
 		if (s->strongest_mode != NoLock)
@@ -223,6 +247,8 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 											INT64CONST(1000));
 			values[j++] = CStringGetTextDatum(idle_guard_policy_source_name(s->policy_source));
 		}
+		if (ncols >= IDLE_GUARD_REPORT_COLS_V1_3)
+			ig_put_gid_reason(values, nulls, &j, s->gid, s->reason);
 
 		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -248,6 +274,18 @@ Datum
 idle_guard_history_1_2(PG_FUNCTION_ARGS)
 {
 	ig_history(fcinfo, IDLE_GUARD_HISTORY_COLS_V1_2);
+	return (Datum) 0;
+}
+
+/*
+ * idle_guard_history_1_3
+ *		The same, with the gid of a prepared transaction and why the
+ *		session counted as silent (API 1.3).
+ */
+Datum
+idle_guard_history_1_3(PG_FUNCTION_ARGS)
+{
+	ig_history(fcinfo, IDLE_GUARD_HISTORY_COLS_V1_3);
 	return (Datum) 0;
 }
 
@@ -285,7 +323,10 @@ ig_history(FunctionCallInfo fcinfo, int ncols)
 		int			j = 0;
 
 		values[j++] = TimestampTzGetDatum(e->at);
-		values[j++] = Int32GetDatum(e->pid);
+		if (e->pid != 0)
+			values[j++] = Int32GetDatum(e->pid);
+		else
+			nulls[j++] = true;	/* a prepared transaction */
 		values[j++] = ig_name_datum(e->usename);
 		values[j++] = ig_name_datum(e->datname);
 		if (visible)
@@ -313,6 +354,8 @@ ig_history(FunctionCallInfo fcinfo, int ncols)
 		if (ncols >= IDLE_GUARD_HISTORY_COLS_V1_2)
 			values[j++] = idle_guard_record_jsonb(&e->record, e->userid,
 												  ig_can_see);
+		if (ncols >= IDLE_GUARD_HISTORY_COLS_V1_3)
+			ig_put_gid_reason(values, nulls, &j, e->gid, e->reason);
 
 		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -436,4 +479,19 @@ static Datum
 ig_inet_datum(const char *addr)
 {
 	return DirectFunctionCall1(inet_in, CStringGetDatum(addr));
+}
+
+/*
+ * Put the columns added in 1.3, in both the report and the history: the
+ * gid of a prepared transaction (NULL for a session) and the reason.
+ */
+static void
+ig_put_gid_reason(Datum *values, bool *nulls, int *j, const char *gid,
+				  IgReason reason)
+{
+	if (gid[0] != '\0')
+		values[(*j)++] = CStringGetTextDatum(gid);
+	else
+		nulls[(*j)++] = true;
+	values[(*j)++] = CStringGetTextDatum(idle_guard_reason_name(reason));
 }

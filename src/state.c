@@ -23,6 +23,7 @@
 
 #include <unistd.h>
 
+#include "access/twophase.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/pg_crc32c.h"
@@ -44,7 +45,7 @@ IgShared   *idle_guard_shared = NULL;
  */
 #define IG_STATE_FILE		PGSTAT_STAT_PERMANENT_DIRECTORY "/idle_guard.stat"
 #define IG_STATE_MAGIC		0x49474831	/* "IGH1" */
-#define IG_STATE_FORMAT		1
+#define IG_STATE_FORMAT		2	/* 2: reason and gid (1.3) */
 
 /* Header of the state file; entries and a CRC-32C of all before it follow */
 typedef struct IgStateFileHeader
@@ -79,6 +80,16 @@ ig_ring_size(void)
 									  idle_guard_history_size)));
 }
 
+/*
+ * Number of episode memories and observations: one per PGPROC, prepared
+ * transactions' dummies included
+ */
+static int
+ig_nepisodes(void)
+{
+	return ig_nslots() + max_prepared_xacts;
+}
+
 /* Bytes of the per-backend policy slots */
 static Size
 ig_slots_size(void)
@@ -86,15 +97,23 @@ ig_slots_size(void)
 	return MAXALIGN(mul_size(sizeof(IgSlot), ig_nslots()));
 }
 
+/* Bytes of the worker's episode memory */
+static Size
+ig_episodes_size(void)
+{
+	return MAXALIGN(mul_size(sizeof(IgEpisodeMemory), ig_nepisodes()));
+}
+
 /*
  * Bytes of shared memory: struct, history ring, per-backend policy slots,
- * per-backend episode memory of the worker
+ * per-PGPROC episode memory of the worker and observations
  */
 static Size
 ig_shmem_size(void)
 {
-	return add_size(add_size(ig_ring_size(), ig_slots_size()),
-					mul_size(sizeof(IgEpisodeMemory), ig_nslots()));
+	return add_size(add_size(add_size(ig_ring_size(), ig_slots_size()),
+							 ig_episodes_size()),
+					mul_size(sizeof(IgObservation), ig_nepisodes()));
 }
 
 /*
@@ -137,6 +156,9 @@ idle_guard_shmem_startup(void)
 			pg_atomic_init_u32(&idle_guard_shared->slots[i].changecount, 0);
 		idle_guard_shared->episodes = (IgEpisodeMemory *)
 			((char *) idle_guard_shared + ig_ring_size() + ig_slots_size());
+		idle_guard_shared->observations = (IgObservation *)
+			((char *) idle_guard_shared + ig_ring_size() + ig_slots_size() +
+			 ig_episodes_size());
 		idle_guard_shared->stats_reset = GetCurrentTimestamp();
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -402,12 +424,14 @@ idle_guard_record(const IgSession *s, const char *usename,
 		strlcpy(e->datname, datname ? datname : "", NAMEDATALEN);
 		strlcpy(e->appname, s->appname, NAMEDATALEN);
 		strlcpy(e->client_addr, client ? client : "", IG_ADDR_LEN);
-		e->silent_for_us = at - s->key.state_start;
+		e->silent_for_us = at - s->silent_since;
 		e->locks_held = s->locks_held;
 		e->blocked_total = s->blocked_total;
 		e->rule = s->decision.rule;
 		strlcpy(e->action, action, sizeof(e->action));
 		strlcpy(e->detail, detail ? detail : "", sizeof(e->detail));
+		e->reason = s->reason;
+		strlcpy(e->gid, s->gid, GIDSIZE);
 		if (record)
 			e->record = *record;
 		sh->history_next++;

@@ -193,6 +193,8 @@ ig_sweep(void)
 	shortest = idle_guard_shorter_timeout(policy.blocking_timeout_ms,
 										  policy.idle_timeout_ms);
 	shortest = idle_guard_shorter_timeout(shortest,
+										  policy.prepared_timeout_ms);
+	shortest = idle_guard_shorter_timeout(shortest,
 										  idle_guard_shortest_session_timeout());
 	if (shortest > 0)
 		next = TimestampTzPlusMilliseconds(sweep.now, shortest);

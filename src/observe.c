@@ -1,0 +1,173 @@
+/*-------------------------------------------------------------------------
+ *
+ * observe.c
+ *		Silences that have no timestamp: an active backend blocked sending
+ *		results its client does not read (ClientWrite), or waiting for the
+ *		rest of a request (ClientRead in the middle of the extended
+ *		protocol), and a prepared transaction.  PostgreSQL records when a
+ *		wait event began nowhere (and keeps the time of PREPARE private), so
+ *		the silence is timed from when the pipeline first saw it.
+ *
+ * Every pass of the pipeline (the worker's sweeps and idle_guard_report()
+ * alike) observes each such backend and updates its entry, by PGPROC
+ * index (a prepared transaction's dummy PGPROC's), in shared memory; the
+ * pure rule is idle_guard_observe() in policy.c.  A backend that makes progress starts a new silence: on Linux
+ * progress is the count of bytes it has written (/proc/<pid>/io, field
+ * wchar), elsewhere the observations must follow each other closely (the
+ * worker looks every naptime while it watches one).  An entry whose
+ * backend is no longer silent is cleared, so a slow client that keeps
+ * reading, caught between two writes, starts again from zero.
+ *
+ * IgShared.lock, held exclusively, protects the entries: the worker and
+ * any backend running the report may observe at the same time.
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/observe.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <stdio.h>
+
+#include "access/twophase.h"
+#include "storage/fd.h"
+#include "storage/lwlock.h"
+
+#include "idle_guard.h"
+
+/* Longest gap between two observations of one silence, in naptimes */
+#define IG_OBSERVE_GAP_NAPTIMES 3
+
+static bool ig_observed_reason(IgReason reason);
+static bool ig_written_bytes(int pid, uint64 *written);
+
+/*
+ * idle_guard_observe_sessions
+ *		Time each observed silence of the sweep from its first observation,
+ *		and forget the backends that are no longer silent.
+ *
+ * Sets silent_since of each such session, and facts.observed of those
+ * that must be watched continuously (all but prepared transactions).  Reads
+ * /proc before taking the lock, so the lock is held for memory work only.
+ */
+void
+idle_guard_observe_sessions(IgSweep *sweep)
+{
+	IgShared   *sh = idle_guard_shared;
+	bool	   *seen;
+	uint64	   *written;
+	bool	   *written_known;
+	int			nobserved = 0;
+	int			ncandidates = 0;
+	int			max_gap_ms;
+	int			nentries;
+	int			i;
+
+	for (i = 0; i < sweep->nsessions; i++)
+		if (ig_observed_reason(sweep->sessions[i].reason))
+			ncandidates++;
+
+	/* nothing to observe and nothing to forget: no lock */
+	LWLockAcquire(sh->lock, LW_SHARED);
+	nobserved = sh->nobserved;
+	LWLockRelease(sh->lock);
+	if (ncandidates == 0 && nobserved == 0)
+		return;
+
+	written = (uint64 *) palloc0(sizeof(uint64) * Max(sweep->nsessions, 1));
+	written_known = (bool *) palloc0(sizeof(bool) * Max(sweep->nsessions, 1));
+	for (i = 0; i < sweep->nsessions; i++)
+	{
+		IgSession  *s = &sweep->sessions[i];
+
+		if (s->reason == IG_REASON_CLIENT_WRITE)
+			written_known[i] = ig_written_bytes(s->key.pid, &written[i]);
+	}
+
+	max_gap_ms = IG_OBSERVE_GAP_NAPTIMES * idle_guard_naptime;
+	nentries = sh->nslots + max_prepared_xacts;
+	seen = (bool *) palloc0(sizeof(bool) * nentries);
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < sweep->nsessions; i++)
+	{
+		IgSession  *s = &sweep->sessions[i];
+
+		if (!ig_observed_reason(s->reason) || s->procno >= nentries)
+			continue;
+
+		/*
+		 * A prepared transaction cannot make progress: once seen, it has
+		 * been silent since, however long ago that was.
+		 */
+		s->silent_since = idle_guard_observe(&sh->observations[s->procno],
+											 &s->key, s->reason,
+											 written_known[i], written[i],
+											 sweep->now,
+											 s->reason == IG_REASON_PREPARED ?
+											 0 : max_gap_ms);
+		s->facts.observed = (s->reason != IG_REASON_PREPARED);
+		seen[s->procno] = true;
+	}
+	nobserved = 0;
+	for (i = 0; i < nentries; i++)
+	{
+		IgObservation *obs = &sh->observations[i];
+
+		if (!seen[i] && obs->first_seen != 0)
+			memset(obs, 0, sizeof(IgObservation));
+		if (obs->first_seen != 0)
+			nobserved++;
+	}
+	sh->nobserved = nobserved;
+	LWLockRelease(sh->lock);
+
+	pfree(seen);
+	pfree(written);
+	pfree(written_known);
+}
+
+/* Is a silence of this kind timed by observation? */
+static bool
+ig_observed_reason(IgReason reason)
+{
+	return reason == IG_REASON_CLIENT_WRITE ||
+		reason == IG_REASON_REQUEST_INCOMPLETE ||
+		reason == IG_REASON_PREPARED;
+}
+
+/*
+ * Read the bytes process pid has written (field "wchar" of /proc/<pid>/io,
+ * Linux only).  Returns false where that file is missing or unreadable; the
+ * caller then relies on continuous observation.  Backends run as our OS
+ * user, so the kernel lets us read it.
+ */
+static bool
+ig_written_bytes(int pid, uint64 *written)
+{
+	char		path[64];
+	char		line[128];
+	FILE	   *file;
+	bool		found = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/io", pid);
+	file = AllocateFile(path, "r");
+	if (file == NULL)
+		return false;
+	while (fgets(line, sizeof(line), file) != NULL)
+	{
+		unsigned long long value;
+
+		if (sscanf(line, "wchar: %llu", &value) == 1)
+		{
+			*written = (uint64) value;
+			found = true;
+			break;
+		}
+	}
+	FreeFile(file);
+	return found;
+}
