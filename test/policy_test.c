@@ -189,7 +189,7 @@ test_decide(void)
 	for (i = 0; i < (int) lengthof(cases); i++)
 	{
 		const PolicyCase *c = &cases[i];
-		IgPolicy	policy = {c->action, c->blocking_ms, c->idle_ms};
+		IgPolicy	policy = {c->action, c->blocking_ms, c->idle_ms, 0, false};
 		IgFacts		facts;
 		IgDecision	d;
 
@@ -197,6 +197,7 @@ test_decide(void)
 		facts.holds_locks = c->holds;
 		facts.blocked_total = c->blocked;
 		facts.exempt = c->exempt;
+		facts.observed = false;
 		idle_guard_decide(&policy, &facts, NOW, &d);
 
 		check(d.rule == c->rule, c->name, "rule");
@@ -206,6 +207,151 @@ test_decide(void)
 		check(d.wake_at == at(c, c->wake_ms), c->name, "wake_at");
 		check(d.needs_poll == c->poll, c->name, "needs_poll");
 	}
+}
+
+/*
+ * A silence known only by observation (client not reading, request
+ * incomplete) is polled every naptime until due, unless nothing would be
+ * done to it; it is decided like any other otherwise.
+ */
+static void
+test_decide_observed(void)
+{
+	IgPolicy	policy = {IG_ACTION_TERMINATE, 1000, 5000, 0, false};
+	IgFacts		facts = {NOW - MS(200), true, 0, false, true};
+	IgDecision	d;
+
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(d.needs_poll, "observed", "polled before its deadline");
+	check(d.wake_at == NOW - MS(200) + MS(1000), "observed",
+		  "still wakes at the blocking deadline");
+
+	facts.silent_since = NOW - MS(1500);
+	facts.blocked_total = 1;
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(d.due && !d.needs_poll, "observed", "due: no poll");
+	check(d.rule == IG_RULE_BLOCKING && d.action == IG_DO_TERMINATE,
+		  "observed", "blocking rule as for any silence");
+
+	facts.silent_since = NOW - MS(200);
+	facts.blocked_total = 0;
+	facts.holds_locks = false;
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(!d.needs_poll && d.rule == IG_RULE_NONE, "observed",
+		  "no lock: not watched");
+
+	facts.holds_locks = true;
+	facts.exempt = true;
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(!d.needs_poll, "observed", "exempt: not watched");
+
+	facts.exempt = false;
+	policy.action = IG_ACTION_OFF;
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(!d.needs_poll, "observed", "action off: not watched");
+}
+
+/*
+ * The policy per reason: prepared transactions are reported at most and
+ * timed by prepared_timeout; session locks only by the blocking rule, and
+ * terminated only with session_locks on; every other reason as set.
+ */
+static void
+test_policy_for_reason(void)
+{
+	IgPolicy	base = {IG_ACTION_TERMINATE, 1000, 5000, 60000, false};
+	IgPolicy	out;
+
+	idle_guard_policy_for_reason(&base, IG_REASON_IDLE_XACT, &out);
+	check(out.action == IG_ACTION_TERMINATE && out.blocking_timeout_ms == 1000 &&
+		  out.idle_timeout_ms == 5000, "reason", "idle in transaction: as set");
+	idle_guard_policy_for_reason(&base, IG_REASON_CLIENT_WRITE, &out);
+	check(out.action == IG_ACTION_TERMINATE && out.idle_timeout_ms == 5000,
+		  "reason", "client not reading: as set");
+	idle_guard_policy_for_reason(&base, IG_REASON_REQUEST_INCOMPLETE, &out);
+	check(out.action == IG_ACTION_TERMINATE && out.idle_timeout_ms == 5000,
+		  "reason", "request incomplete: as set");
+
+	idle_guard_policy_for_reason(&base, IG_REASON_PREPARED, &out);
+	check(out.action == IG_ACTION_REPORT, "reason",
+		  "prepared: terminate becomes report");
+	check(out.idle_timeout_ms == 60000 && out.blocking_timeout_ms == 1000,
+		  "reason", "prepared: prepared_timeout, blocking_timeout");
+	base.action = IG_ACTION_OFF;
+	idle_guard_policy_for_reason(&base, IG_REASON_PREPARED, &out);
+	check(out.action == IG_ACTION_OFF, "reason", "prepared: off stays off");
+	base.action = IG_ACTION_TERMINATE;
+	base.prepared_timeout_ms = 0;
+	idle_guard_policy_for_reason(&base, IG_REASON_PREPARED, &out);
+	check(out.idle_timeout_ms == 0, "reason", "prepared_timeout 0: never");
+
+	idle_guard_policy_for_reason(&base, IG_REASON_SESSION_LOCK, &out);
+	check(out.action == IG_ACTION_REPORT && out.idle_timeout_ms == 0 &&
+		  out.blocking_timeout_ms == 1000, "reason",
+		  "session lock, session_locks off: report, blocking rule only");
+	base.session_locks = true;
+	idle_guard_policy_for_reason(&base, IG_REASON_SESSION_LOCK, &out);
+	check(out.action == IG_ACTION_TERMINATE && out.idle_timeout_ms == 0,
+		  "reason", "session lock, session_locks on: terminate");
+	base.action = IG_ACTION_REPORT;
+	idle_guard_policy_for_reason(&base, IG_REASON_SESSION_LOCK, &out);
+	check(out.action == IG_ACTION_REPORT, "reason",
+		  "session_locks on never raises report");
+}
+
+/*
+ * Observation of a silence with no timestamp: it continues while the same
+ * statement is seen without progress, and starts again on any change.
+ */
+static void
+test_observe(void)
+{
+	IgObservation obs;
+	IgEpisodeKey key = {4242, MS(100), MS(5000), 77};
+	IgEpisodeKey other = key;
+	TimestampTz t = NOW;
+
+	memset(&obs, 0, sizeof(obs));
+	check(idle_guard_observe(&obs, &key, IG_REASON_CLIENT_WRITE, true, 1000,
+							 t, 300) == t, "observe", "first observation");
+	check(idle_guard_observe(&obs, &key, IG_REASON_CLIENT_WRITE, true, 1000,
+							 t + MS(100), 300) == t, "observe",
+		  "no progress: continues");
+	check(idle_guard_observe(&obs, &key, IG_REASON_CLIENT_WRITE, true, 1000,
+							 t + MS(5000), 300) == t, "observe",
+		  "no progress, long gap: continues (bytes known)");
+	check(idle_guard_observe(&obs, &key, IG_REASON_CLIENT_WRITE, true, 9000,
+							 t + MS(5100), 300) == t + MS(5100), "observe",
+		  "bytes written: a new silence");
+	check(idle_guard_observe(&obs, &key, IG_REASON_CLIENT_WRITE, false, 0,
+							 t + MS(5300), 300) == t + MS(5100), "observe",
+		  "bytes unknown, short gap: continues");
+	check(idle_guard_observe(&obs, &key, IG_REASON_CLIENT_WRITE, false, 0,
+							 t + MS(5700), 300) == t + MS(5700), "observe",
+		  "bytes unknown, long gap: a new silence");
+	check(idle_guard_observe(&obs, &key, IG_REASON_REQUEST_INCOMPLETE, false,
+							 0, t + MS(5800), 300) == t + MS(5800), "observe",
+		  "other reason: a new silence");
+	other.state_start = MS(6000);
+	check(idle_guard_observe(&obs, &other, IG_REASON_REQUEST_INCOMPLETE, false,
+							 0, t + MS(5900), 300) == t + MS(5900), "observe",
+		  "next message of the request: a new silence");
+	other.proc_start = MS(200);
+	check(idle_guard_observe(&obs, &other, IG_REASON_REQUEST_INCOMPLETE, false,
+							 0, t + MS(6000), 300) == t + MS(6000), "observe",
+		  "pid reused: a new silence");
+	check(idle_guard_observe(&obs, &other, IG_REASON_REQUEST_INCOMPLETE, false,
+							 0, t + MS(60000), 0) == t + MS(6000), "observe",
+		  "no gap limit: continues");
+
+	/* a prepared transaction has pid 0: still a valid observation */
+	memset(&obs, 0, sizeof(obs));
+	other.pid = 0;
+	check(idle_guard_observe(&obs, &other, IG_REASON_PREPARED, false, 0,
+							 t, 0) == t, "observe", "prepared, first");
+	check(idle_guard_observe(&obs, &other, IG_REASON_PREPARED, false, 0,
+							 t + MS(90000), 0) == t, "observe",
+		  "prepared, much later: continues");
 }
 
 /* The re-check before a signal: same backend, same silence, or not */
@@ -286,12 +432,25 @@ test_names(void)
 		  "names", "exempt");
 	check(strcmp(idle_guard_action_name(IG_DO_NONE), "none") == 0,
 		  "names", "none action");
+	check(strcmp(idle_guard_reason_name(IG_REASON_IDLE_XACT),
+				 "idle in transaction") == 0, "names", "idle in transaction");
+	check(strcmp(idle_guard_reason_name(IG_REASON_CLIENT_WRITE),
+				 "client not reading") == 0, "names", "client not reading");
+	check(strcmp(idle_guard_reason_name(IG_REASON_REQUEST_INCOMPLETE),
+				 "request incomplete") == 0, "names", "request incomplete");
+	check(strcmp(idle_guard_reason_name(IG_REASON_PREPARED),
+				 "prepared") == 0, "names", "prepared");
+	check(strcmp(idle_guard_reason_name(IG_REASON_SESSION_LOCK),
+				 "session lock") == 0, "names", "session lock");
 }
 
 int
 main(void)
 {
 	test_decide();
+	test_decide_observed();
+	test_policy_for_reason();
+	test_observe();
 	test_same_episode();
 	test_app_matches();
 	test_helpers();
