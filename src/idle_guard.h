@@ -48,8 +48,8 @@ typedef enum IgActionSetting
 typedef enum IgReason
 {
 	IG_REASON_IDLE_XACT = 0,	/* idle in transaction */
-	IG_REASON_CLIENT_WRITE,		/* active, blocked sending results the
-								 * client does not read */
+	IG_REASON_CLIENT_WRITE,		/* active, blocked sending results the client
+								 * does not read */
 	IG_REASON_REQUEST_INCOMPLETE,	/* active, waiting for the rest of an
 									 * extended-protocol request */
 	IG_REASON_PREPARED,			/* a prepared transaction: no backend */
@@ -267,12 +267,11 @@ typedef struct IgSlot
  */
 typedef struct IgSession
 {
-	IgEpisodeKey key;			/* pid, process start, state start, lxid;
-								 * for a prepared transaction: 0, prepared
-								 * at, prepared at, xid */
+	IgEpisodeKey key;			/* pid, process start, state start, lxid; for
+								 * a prepared transaction: 0, 0, 0, xid */
 	IgReason	reason;			/* the shape of its silence */
 	TimestampTz silent_since;	/* start of the silence, or its first
-								 * observation, or the time of PREPARE */
+								 * observation (see observe.c) */
 	int			procno;			/* index in ProcGlobal->allProcs */
 	Oid			userid;			/* a prepared transaction's owner */
 	Oid			dbid;
@@ -383,11 +382,10 @@ typedef struct IgShared
 	IgSlot	   *slots;			/* per-backend policies, by PGPROC index;
 								 * written without "lock" (change counter) */
 	IgEpisodeMemory *episodes;	/* by PGPROC index, prepared transactions'
-								 * dummy PGPROCs included; the worker's
-								 * alone, kept here so a restarted worker
-								 * remembers */
-	IgObservation *observations;	/* by PGPROC index, prepared
-									 * transactions' dummy PGPROCs included */
+								 * dummy PGPROCs included; the worker's alone,
+								 * kept here so a restarted worker remembers */
+	IgObservation *observations;	/* by PGPROC index, prepared transactions'
+									 * dummy PGPROCs included */
 	IgGidLookup gid_lookup;
 	int			nobserved;		/* valid entries in observations[] */
 	int64		sweeps;

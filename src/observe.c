@@ -100,8 +100,8 @@ idle_guard_observe_sessions(IgSweep *sweep)
 			continue;
 
 		/*
-		 * A prepared transaction cannot make progress: once seen, it has
-		 * been silent since, however long ago that was.
+		 * A prepared transaction cannot make progress: once seen, it has been
+		 * silent since, however long ago that was.
 		 */
 		s->silent_since = idle_guard_observe(&sh->observations[s->procno],
 											 &s->key, s->reason,
