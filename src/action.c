@@ -183,9 +183,11 @@ ig_spare(IgSession *s, const IgTarget *t, TimestampTz now, const char *why)
 /*
  * Stage 2 of the re-check, under ProcArrayLock, and the signal itself when
  * send_signal: the pid still belongs to a live backend in the same local
- * transaction, blocked reading from its client.  While we hold the lock
- * shared the backend cannot leave the proc array, so the pid cannot be
- * reused before kill().  Sets *why unless the answer is IG_RECHECK_OK.
+ * transaction, blocked on its client the way its silence requires (reading
+ * from it, or for a client not reading, writing to it; never merely what
+ * the snapshot happened to see).  While we hold the lock shared the
+ * backend cannot leave the proc array, so the pid cannot be reused before
+ * kill().  Sets *why unless the answer is IG_RECHECK_OK.
  */
 static IgRecheck
 ig_recheck(const IgSession *s, bool send_signal, const char **why)
@@ -206,7 +208,9 @@ ig_recheck(const IgSession *s, bool send_signal, const char **why)
 		*why = "transaction ended before the signal";
 		result = IG_RECHECK_ENDED;
 	}
-	else if (UINT32_ACCESS_ONCE(proc->wait_event_info) != s->wait_event_info)
+	else if (UINT32_ACCESS_ONCE(proc->wait_event_info) !=
+			 (s->reason == IG_REASON_CLIENT_WRITE ?
+			  WAIT_EVENT_CLIENT_WRITE : WAIT_EVENT_CLIENT_READ))
 	{
 		*why = "backend was not waiting for its client";
 		result = IG_RECHECK_BUSY;
