@@ -164,6 +164,7 @@ extern TimestampTz idle_guard_observe(IgObservation *obs,
 #include "libpq/pqcomm.h"
 #include "nodes/pg_list.h"
 #include "port/atomics.h"
+#include "postmaster/bgworker.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/backend_status.h"
@@ -484,6 +485,10 @@ extern IgActResult idle_guard_act(IgSession *s);
 /* worker.c */
 extern PGDLLEXPORT void idle_guard_worker_main(Datum main_arg);
 extern void idle_guard_register_worker(void);
+extern void idle_guard_describe_worker(BackgroundWorker *worker,
+									   const char *function_name,
+									   const char *name, const char *type,
+									   int restart_time);
 
 #endif							/* IDLE_GUARD_POLICY_ONLY */
 

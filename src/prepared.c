@@ -225,15 +225,9 @@ idle_guard_lookup_gid(IgSession *s)
 	sh->gid_lookup.xid = s->xid;
 	LWLockRelease(sh->lock);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "idle_guard");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "idle_guard_gid_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "idle_guard gid lookup");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "idle_guard gid lookup");
+	idle_guard_describe_worker(&worker, "idle_guard_gid_main",
+							   "idle_guard gid lookup",
+							   "idle_guard gid lookup", BGW_NEVER_RESTART);
 	worker.bgw_main_arg = ObjectIdGetDatum(s->dbid);
 	worker.bgw_notify_pid = MyProcPid;
 

@@ -72,16 +72,32 @@ idle_guard_register_worker(void)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = IG_RESTART_SECONDS;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "idle_guard");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "idle_guard_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "idle_guard worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "idle_guard");
+	idle_guard_describe_worker(&worker, "idle_guard_worker_main",
+							   "idle_guard worker", "idle_guard",
+							   IG_RESTART_SECONDS);
 	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * idle_guard_describe_worker
+ *		Fill in a background worker of this library: shared memory and a
+ *		database connection (to none, or to one), started once recovery has
+ *		finished, running function_name.
+ */
+void
+idle_guard_describe_worker(BackgroundWorker *worker,
+						   const char *function_name, const char *name,
+						   const char *type, int restart_time)
+{
+	memset(worker, 0, sizeof(BackgroundWorker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = restart_time;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "idle_guard");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function_name);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
 }
 
 /*
