@@ -69,7 +69,7 @@ class Policies:
         for t0, t1, p in self.reloads:
             if t < t0:
                 return [cur]
-            if t <= t1:
+            if t < t1:
                 return [cur, p]
             cur = p
         return [cur]
@@ -282,6 +282,9 @@ def main():
     def ms(x):
         return '-' if x is None else f'{1000 * x:.0f} ms'
 
+    def sms(x):
+        return f'{1000 * x:+.0f} ms'
+
     p0 = meta['policy0']
     print()
     print(f"Soak: {meta['clients']} clients, {meta['t_end'] - meta['t_start']:.0f} s "
@@ -309,7 +312,8 @@ def main():
           f"{sum(1 for s in sessions if s['killed_at'])} terminations seen by clients")
     print(f'wrong kills:       {len(wrong)}')
     print(f'missed actions:    {len(missed)}')
-    print(f'lateness:          p50 {ms(pct(lateness, 50))}, p99 {ms(pct(lateness, 99))}, '
+    print(f'lateness:          min {ms(min(lateness) if lateness else None)}, '
+          f'p50 {ms(pct(lateness, 50))}, p99 {ms(pct(lateness, 99))}, '
           f'max {ms(max(lateness) if lateness else None)} (after the deadline, or a naptime after '
           f'the first waiter if later; {len(late)} over 500 ms)')
     print(f"worker:            pid {meta['worker_pid_start']} throughout: "
@@ -318,7 +322,7 @@ def main():
           f"{meta['rss_warm_kb']} kB after warm-up, {meta['rss_end_kb']} kB at the end")
     for x, e, h in latest[:3]:
         print(f"  late by {ms(x)}: {e['scenario']} pid {e['pid']} rule {h['rule']}, "
-              f"waiter at +{ms(e['waiter_at'] - e['S']) if e.get('waiter_at') else '-'}, "
+              f"waiter at {sms(e['waiter_at'] - e['S']) if e.get('waiter_at') else '-'}, "
               f"due at +{ms(e['due'] - e['S'])}, acted at +{ms(h['at'] - e['S'])}")
     print(f'client errors:     {len(errors)}')
     for x in errors[:10]:
