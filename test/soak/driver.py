@@ -327,7 +327,8 @@ class Client(threading.Thread):
                     E = D + r.uniform(-0.15, 0.15)
                 else:
                     E = D + r.uniform(1.2, 2.5)
-                E = min(E, S + I - 0.5) if name == 'exempt' else E
+                if name == 'exempt' and r.random() < 0.5:
+                    E = S + I + r.uniform(1.0, 2.0)  # past idle_timeout too
                 w = None
                 if S + w_off < E:
                     self.sleep_until(S + w_off)

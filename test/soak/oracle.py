@@ -93,10 +93,10 @@ def due_moments(ep, pol, naptime):
     """(earliest, latest, nominal) moment the episode may have become due
     (None: never).  earliest: the stricter policy of a reload window, the
     waiter from when it sent its statement; latest: the laxer policy, the
-    waiter WAITER_DELAY later; nominal: the laxer policy, the waiter
+    waiter WAITER_DELAY later; nominal: the stricter policy, the waiter
     counted a naptime after it sent (a waiter that comes after the
     blocking deadline is seen within a naptime), what lateness is measured
-    from."""
+    from (so inside a reload window lateness is never overstated)."""
     S = ep['S']
     w = ep.get('waiter_at')
     w_late = w + WAITER_DELAY if w is not None else None
@@ -110,7 +110,7 @@ def due_moments(ep, pol, naptime):
     cands = sorted(cands)
     early = next((t for t in cands if any(due(p, S, t, w) for p in pol.at(t))), None)
     late = next((t for t in cands if all(due(p, S, t, w_late) for p in pol.at(t))), None)
-    nominal = next((t for t in cands if all(due(p, S, t, w_nom) for p in pol.at(t))), None)
+    nominal = next((t for t in cands if any(due(p, S, t, w_nom) for p in pol.at(t))), None)
     return early, late, nominal
 
 
