@@ -67,3 +67,10 @@ test/policy_test: test/policy_test.c src/policy.c src/idle_guard.h
 
 unittest: test/policy_test
 	./test/policy_test
+
+# The soak: 120 concurrent clients for 5 minutes against a throwaway
+# server, judged by an oracle (scripts/soak.sh; it builds and installs
+# idle_guard itself).
+.PHONY: soak
+soak:
+	bash scripts/soak.sh

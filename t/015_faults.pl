@@ -1,0 +1,239 @@
+# Copyright (c) 2026, idle_guard developers
+#
+# Faults under load, part 1 (issue 7):
+#
+# 1. The worker is terminated while sessions are silent.  It restarts after
+#    its restart interval; the new worker terminates the blocking session
+#    whose deadline passed while no worker ran, and leaves alone the
+#    silent holder nobody waits on, the silent session without locks, and
+#    the blocking session that woke up during the gap.
+# 2. A bad value for every idle_guard setting is written into
+#    postgresql.conf and reloaded while sessions are silent.  Each one is
+#    rejected in the log, the old value stays in force, and the worker
+#    keeps running: it still terminates a blocking session at the old
+#    blocking_timeout and spares a holder nobody waits on.
+# 3. max_connections is reached.  The worker is a background worker, not a
+#    client connection: it still terminates the blocking session; the
+#    report still works through a superuser connection in a reserved slot;
+#    the other sessions are untouched.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use IdleGuardTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+# max_connections 10 with 3 reserved for superusers: 7 ordinary slots.
+my $node = ig_node('faults', max_connections => '10');
+$node->safe_psql('postgres',
+	'CREATE TABLE accounts (id int PRIMARY KEY, balance int);'
+	  . 'INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 10) g;'
+	  . 'CREATE ROLE app LOGIN; GRANT ALL ON accounts TO app;');
+
+# history_entries($pid): the history's actions for that pid, comma-separated
+sub history_entries
+{
+	my ($pid) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT coalesce(string_agg(action || '/' || rule, ',' ORDER BY at), '') "
+		  . "FROM idle_guard_history() WHERE pid = $pid");
+}
+
+# silent_ms($pid): how long that backend has been in its current state
+sub silent_ms
+{
+	my ($pid) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT (extract(epoch FROM clock_timestamp() - state_change) * 1000)::int "
+		  . "FROM pg_stat_activity WHERE pid = $pid");
+}
+
+# -----------------------------------------------------------------------
+# 1. The worker terminated while sessions are silent
+# -----------------------------------------------------------------------
+my $worker1 = $node->safe_psql('postgres', 'SELECT worker_pid FROM idle_guard_stats()');
+
+my ($blocker, $blocker_pid) = ig_silent_session($node, 'blocker',
+	'BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = 1;');
+my ($b_waiter, $b_waiter_pid) = ig_waiting_session($node, 'blocker_waiter',
+	'UPDATE accounts SET balance = balance + 1 WHERE id = 1;');
+my ($waker, $waker_pid) = ig_silent_session($node, 'waker',
+	'BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = 2;');
+my ($w_waiter, $w_waiter_pid) = ig_waiting_session($node, 'waker_waiter',
+	'UPDATE accounts SET balance = balance + 1 WHERE id = 2;');
+my ($lonely, $lonely_pid) = ig_silent_session($node, 'lonely',
+	'BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = 3;');
+my ($nolock, $nolock_pid) = ig_silent_session($node, 'nolock', 'BEGIN; SELECT 1;');
+
+# Terminate the worker before the blocking deadline (2 s) of the first two
+my $offset = -s $node->logfile;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($worker1)");
+ig_wait_for($node, 'SELECT worker_pid IS NULL FROM idle_guard_stats()',
+	't', 'worker terminated: no worker runs');
+# The waker stays silent past its deadline while no worker runs, then wakes
+ig_wait_for($node,
+	"SELECT state_change < clock_timestamp() - interval '2500 ms' "
+	  . "FROM pg_stat_activity WHERE pid = $waker_pid",
+	't', 'waker silent past its deadline during the gap');
+is($node->safe_psql('postgres', 'SELECT worker_pid IS NULL FROM idle_guard_stats()'),
+	't', '... and still no worker');
+$waker->query_safe('COMMIT;');
+$w_waiter->query_safe('SELECT 1;');
+pass('the waker woke up and committed; its waiter proceeded');
+
+ig_wait_for($node,
+	"SELECT worker_pid IS NOT NULL AND worker_pid <> $worker1 FROM idle_guard_stats()",
+	't', 'a new worker has started');
+my $worker2 = $node->safe_psql('postgres', 'SELECT worker_pid FROM idle_guard_stats()');
+ig_wait_gone($node, $blocker_pid,
+	'the new worker terminates the blocking session that became due in the gap');
+$b_waiter->query_safe('SELECT 1;');
+pass('its waiter proceeded');
+is(history_entries($blocker_pid), 'terminated/blocking', 'history: blocker terminated');
+$node->wait_for_log(
+	qr/\[$worker2\] LOG:  idle_guard: terminating silent session pid=$blocker_pid /,
+	$offset);
+pass('by the new worker');
+
+ig_wait_sweep_after($node, $lonely_pid, 2500);
+ok(ig_pid_alive($node, $lonely_pid), 'lonely holder (nobody waits) not terminated');
+ok(ig_pid_alive($node, $nolock_pid), 'silent session without locks not terminated');
+ok(ig_pid_alive($node, $waker_pid), 'the session that woke during the gap not terminated');
+is(history_entries($waker_pid) . history_entries($lonely_pid) . history_entries($nolock_pid),
+	'', 'history: nothing for the sessions that must be left alone');
+is($waker->query_safe('SELECT 42;'), '42', 'the waker still works');
+
+ig_close($blocker);
+$_->quit for ($b_waiter, $w_waiter, $waker);
+ig_close($lonely);
+ig_close($nolock);
+
+# -----------------------------------------------------------------------
+# 2. A bad value reloaded into every setting, under load
+# -----------------------------------------------------------------------
+my %before = map { split /\|/, $_, -1 } split /\n/, $node->safe_psql('postgres',
+	"SELECT name, setting FROM pg_settings WHERE name LIKE 'idle_guard.%'");
+my %bad = (
+	'idle_guard.action' => "'explode'",
+	'idle_guard.blocking_timeout' => "'-5'",
+	'idle_guard.idle_timeout' => "'soon'",
+	'idle_guard.naptime' => "'5ms'",
+	'idle_guard.exempt_roles' => "'\"unterminated'",
+	'idle_guard.exempt_applications' => "'etl*nightly'",
+	'idle_guard.history_size' => "'-3'");
+is_deeply([ sort keys %bad ], [ sort keys %before ], 'a bad value for every setting');
+
+# Load: a silent holder nobody waits on, and a few idle clients
+my ($holder2, $holder2_pid) = ig_silent_session($node, 'holder2',
+	'BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = 5;');
+my @idlers = map { [ ig_silent_session($node, "idler$_", 'SELECT 1;') ] } 1 .. 3;
+
+my $conf = $node->data_dir . '/postgresql.conf';
+my $good_conf = slurp_file($conf);
+$offset = -s $node->logfile;
+my $t_reload = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+$node->append_conf('postgresql.conf',
+	join('', map { "$_ = $bad{$_}\n" } sort keys %bad));
+$node->reload;
+ig_wait_for($node,
+	"SELECT last_sweep_at > '$t_reload' FROM idle_guard_stats()",
+	't', 'the worker swept after the bad reload');
+for my $name (sort keys %bad)
+{
+	$node->wait_for_log(
+		qr/(invalid value for parameter "\Q$name\E"|\S+ is outside the valid range for parameter "\Q$name\E"|parameter "\Q$name\E" cannot be changed without restarting)/,
+		$offset);
+	pass("$name: the bad value is rejected in the log");
+}
+ok($node->log_contains(qr/configuration file .* contains errors/, $offset),
+	'the postmaster says the file contains errors');
+my %after = map { split /\|/, $_, -1 } split /\n/, $node->safe_psql('postgres',
+	"SELECT name, setting FROM pg_settings WHERE name LIKE 'idle_guard.%'");
+is_deeply(\%after, \%before, 'every setting keeps its old value');
+is($node->safe_psql('postgres', 'SELECT worker_pid FROM idle_guard_stats()'),
+	$worker2, 'the worker keeps running (same pid)');
+
+# The old policy still holds: blocking after 2 s, idle after 1 h
+my ($bad_blocker, $bad_blocker_pid) = ig_silent_session($node, 'bad_blocker',
+	'BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = 6;');
+my ($bad_waiter, $bad_waiter_pid) = ig_waiting_session($node, 'bad_waiter',
+	'UPDATE accounts SET balance = balance + 1 WHERE id = 6;');
+ig_wait_gone($node, $bad_blocker_pid,
+	'after the bad reload, a blocking session is still terminated');
+my $silent_for = $node->safe_psql('postgres',
+	"SELECT extract(epoch FROM silent_for) FROM idle_guard_history() "
+	  . "WHERE pid = $bad_blocker_pid AND action = 'terminated' AND rule = 'blocking'");
+ok($silent_for >= 2 && $silent_for < 10,
+	"... at the old blocking_timeout of 2 s (silent_for $silent_for s)");
+ig_wait_sweep_after($node, $holder2_pid, 2500);
+ok(ig_pid_alive($node, $holder2_pid), 'a holder nobody waits on is spared');
+ok(ig_pid_alive($node, $_->[1]), "idle client $_->[1] untouched") for @idlers;
+is($node->safe_psql('postgres', 'SELECT worker_pid FROM idle_guard_stats()'),
+	$worker2, 'the worker still runs');
+
+# Back to a good file: no error, the worker still the same
+open(my $fh, '>', $conf) or die "cannot write $conf: $!";
+print $fh $good_conf;
+close($fh);
+$offset = -s $node->logfile;
+$node->reload;
+ig_worker_looks_now($node, 'the worker sweeps after the good reload');
+ok(!$node->log_contains(qr/idle_guard\.\w+/, $offset),
+	'no complaint about idle_guard settings after the good reload');
+
+$bad_waiter->quit;
+ig_close($holder2);
+ig_close($_->[0]) for @idlers;
+ig_close($bad_blocker);
+ig_wait_for($node,
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+	'1', 'every session of part 2 has ended');
+
+# -----------------------------------------------------------------------
+# 3. max_connections reached
+# -----------------------------------------------------------------------
+# 7 ordinary slots: a blocking holder, its waiter, a holder nobody waits
+# on, a silent session without locks and 3 idle clients.
+my ($full_blocker, $full_blocker_pid) = ig_silent_session($node, 'full_blocker',
+	'BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = 7;', user => 'app');
+my ($full_lonely, $full_lonely_pid) = ig_silent_session($node, 'full_lonely',
+	'BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = 8;', user => 'app');
+my ($full_nolock, $full_nolock_pid) = ig_silent_session($node, 'full_nolock',
+	'BEGIN; SELECT 1;', user => 'app');
+my @fillers = map { [ ig_silent_session($node, "filler$_", 'SELECT 1;', user => 'app') ] } 1 .. 3;
+my ($full_waiter, $full_waiter_pid) = ig_waiting_session($node, 'full_waiter',
+	'UPDATE accounts SET balance = balance + 1 WHERE id = 7;');
+
+my ($ret, $out, $err) = $node->psql('postgres', 'SELECT 1', extra_params => [ '-U', 'app' ]);
+isnt($ret, 0, 'every ordinary slot is taken: an ordinary connection is refused');
+like($err, qr/remaining connection slots are reserved/, '... for lack of a slot');
+
+# The report through a superuser connection in a reserved slot
+is( $node->safe_psql('postgres',
+		"SELECT blocked_total, action FROM idle_guard_report() WHERE pid = $full_blocker_pid"),
+	'1|terminate',
+	'the report works through a reserved superuser connection');
+
+ig_wait_gone($node, $full_blocker_pid,
+	'with every slot taken, the worker still terminates the blocking session');
+is(history_entries($full_blocker_pid), 'terminated/blocking', 'history: terminated');
+$full_waiter->query_safe('SELECT 1;');
+pass('its waiter proceeded');
+ig_wait_sweep_after($node, $full_lonely_pid, 2500);
+ok(ig_pid_alive($node, $full_lonely_pid), 'the holder nobody waits on is spared');
+ok(ig_pid_alive($node, $full_nolock_pid), 'the silent session without locks is spared');
+ok(ig_pid_alive($node, $_->[1]), "filler $_->[1] untouched") for @fillers;
+($ret, $out, $err) = $node->psql('postgres', 'SELECT 1', extra_params => [ '-U', 'app' ]);
+is($ret, 0, 'the freed slot takes an ordinary connection again');
+
+$full_waiter->quit;
+ig_close($_) for ($full_lonely, $full_nolock, map { $_->[0] } @fillers);
+ok($node->safe_psql('postgres', 'SELECT worker_pid FROM idle_guard_stats()') == $worker2,
+	'one worker restart in the whole test, the one we caused');
+$node->stop;
+done_testing();

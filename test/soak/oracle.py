@@ -1,0 +1,342 @@
+#!/usr/bin/python3
+#
+# test/soak/oracle.py -- judge a soak run (scripts/soak.sh) from its logs.
+#
+# Usage: oracle.py DIR [--rss-bound-kb N] [--late-grace S]
+#
+# Reads what test/soak/driver.py wrote into DIR (sessions.jsonl,
+# episodes.jsonl, errors.jsonl, meta.json) and decides, for every silence
+# a client kept (an "episode"), what idle_guard had to do:
+#
+#   must      the policy in force made the session due, and the client
+#             stayed silent long enough after that (the deadline plus
+#             --late-grace) for the worker to act: it must be terminated;
+#   must_not  no lock held, aborted, exempt, active, or the client woke
+#             (plus a margin for its command to reach the backend) before
+#             the earliest moment the session could have been due;
+#   either    anything in between: a wake close to the deadline, or a
+#             deadline that moved with a reload while the worker was
+#             switching.
+#
+# The due moment follows README's rules: silent since S, holding locks,
+# due at S + idle_timeout, or at max(S + blocking_timeout, first waiter)
+# while someone waits.  A reload switches the policy at some moment in
+# [t_asked, t_applied] of the reload log; the oracle takes both policies as
+# possible in that window: the earliest due moment uses whichever is
+# stricter, the latest the one that is laxer.
+#
+# The server's side is idle_guard_history() (every action, with pid, time,
+# rule, and the silence's start), matched to the sessions by pid and time
+# (a session is pid + backend start, so a reused pid is another session),
+# and to an episode by the silence's start.  The clients' side is whether
+# each session saw itself terminated.
+#
+# Prints a report and exits 1 on any wrong kill, missed action, or worker
+# RSS growth over --rss-bound-kb between warm-up and end; 0 otherwise.
+
+import argparse
+import json
+import os
+import sys
+
+# A wake this long before the earliest due moment cannot be acted on: the
+# client's command reaches the backend within it.
+WAKE_MARGIN = 0.25
+# The waiter is counted as waiting from when it sent its statement, at the
+# latest this much later.
+WAITER_DELAY = 0.2
+
+
+def load_jsonl(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Policies:
+    """The policy in force over time: policy0, then each reload's, with
+    both possible inside a reload's window."""
+
+    def __init__(self, meta):
+        self.p0 = (meta['policy0']['blocking'], meta['policy0']['idle'])
+        self.reloads = [(r['t_asked'], r['t_applied'] + 0.05, (r['blocking'], r['idle']))
+                        for r in meta['reloads']]
+
+    def at(self, t):
+        """The policies that may be in force at t."""
+        cur = self.p0
+        for t0, t1, p in self.reloads:
+            if t < t0:
+                return [cur]
+            if t < t1:
+                return [cur, p]
+            cur = p
+        return [cur]
+
+    def all(self):
+        return [self.p0] + [p for _, _, p in self.reloads]
+
+    def edges(self):
+        return [t for t0, t1, _ in self.reloads for t in (t0, t1)]
+
+
+def due(policy, S, t, waiter):
+    """Is a silent lock holder due at t under policy (blocking, idle)?"""
+    blocking, idle = policy
+    if idle > 0 and t - S >= idle:
+        return True
+    return blocking > 0 and waiter is not None and t >= waiter and t - S >= blocking
+
+
+def due_moments(ep, pol, naptime):
+    """(earliest, latest, nominal) moment the episode may have become due
+    (None: never).  earliest: the stricter policy of a reload window, the
+    waiter from when it sent its statement; latest: the laxer policy, the
+    waiter WAITER_DELAY later; nominal: the stricter policy, the waiter
+    counted a naptime after it sent (a waiter that comes after the
+    blocking deadline is seen within a naptime), what lateness is measured
+    from (so inside a reload window lateness is never overstated)."""
+    S = ep['S']
+    w = ep.get('waiter_at')
+    w_late = w + WAITER_DELAY if w is not None else None
+    w_nom = w + naptime if w is not None else None
+    cands = {S}
+    for b, i in pol.all():
+        cands.update((S + b, S + i))
+    if w is not None:
+        cands.update((w, w_late, w_nom))
+    cands.update(t for t in pol.edges() if t > S)
+    cands = sorted(cands)
+    early = next((t for t in cands if any(due(p, S, t, w) for p in pol.at(t))), None)
+    late = next((t for t in cands if all(due(p, S, t, w_late) for p in pol.at(t))), None)
+    nominal = next((t for t in cands if any(due(p, S, t, w_nom) for p in pol.at(t))), None)
+    return early, late, nominal
+
+
+def classify(ep, pol, grace, naptime):
+    """('must' | 'must_not' | 'either', due moment or None, reason); the
+    due moment is the nominal one (see due_moments)."""
+    if ep.get('active'):
+        return 'must_not', None, 'active query'
+    if not ep.get('locks'):
+        return 'must_not', None, 'aborted' if ep.get('aborted') else 'holds no lock'
+    if ep.get('exempt'):
+        return 'must_not', None, 'exempt ' + ep['exempt']
+    early, late, nominal = due_moments(ep, pol, naptime)
+    E = ep['E']
+    if early is None or E + WAKE_MARGIN < early:
+        return 'must_not', early, 'woke before the deadline'
+    if late is not None and E > late + grace:
+        return 'must', nominal, 'silent past the deadline'
+    return 'either', nominal, 'woke close to the deadline'
+
+
+def pct(values, p):
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('dir')
+    ap.add_argument('--rss-bound-kb', type=int, default=1024)
+    ap.add_argument('--late-grace', type=float, default=1.0)
+    args = ap.parse_args()
+
+    meta = json.load(open(os.path.join(args.dir, 'meta.json')))
+    sessions = load_jsonl(os.path.join(args.dir, 'sessions.jsonl'))
+    episodes = load_jsonl(os.path.join(args.dir, 'episodes.jsonl'))
+    errors = load_jsonl(os.path.join(args.dir, 'errors.jsonl'))
+    pol = Policies(meta)
+    naptime = meta['naptime']
+    problems = []      # lines explaining each failure
+    wrong = []         # wrong kills
+    anomalies = []     # odd but not failing on its own
+
+    by_pid = {}
+    for s in sessions:
+        by_pid.setdefault(s['pid'], []).append(s)
+    eps_by_sid = {}
+    for ep in episodes:
+        eps_by_sid.setdefault(ep['sid'], []).append(ep)
+    for lst in eps_by_sid.values():
+        lst.sort(key=lambda e: e['S'])
+
+    def session_of(pid, t):
+        for s in by_pid.get(pid, []):
+            if s['backend_start'] - 0.01 <= t <= s['t_end'] + 1.0:
+                return s
+        return None
+
+    # Classify every episode
+    for ep in episodes:
+        ep['class'], ep['due'], ep['why'] = classify(ep, pol, args.late_grace, naptime)
+        ep['actions'] = []
+
+    # Match the history to sessions and episodes
+    hist = meta['history']
+    acted = [h for h in hist if h['action'] in ('terminated', 'reported')]
+    skipped = [h for h in hist if h['action'] == 'skipped']
+    for h in hist:
+        s = session_of(h['pid'], h['at'])
+        h['sid'] = s['sid'] if s else None
+        ep = None
+        if s is not None:
+            since = h['silent_since'] if h['silent_since'] is not None else h['at'] - h['silent_for']
+            cands = [e for e in eps_by_sid.get(s['sid'], []) if e['S'] <= since + 0.01]
+            ep = cands[-1] if cands else None
+            if ep is not None and ep['E'] + 1.0 < since:
+                ep = None  # a silence the client did not log
+        h['episode'] = ep
+        if ep is not None:
+            ep['actions'].append(h)
+        if h['action'] not in ('terminated', 'reported'):
+            continue
+        where = (f"pid {h['pid']} at {h['at']:.3f} rule={h['rule']} "
+                 f"silent_for={h['silent_for']:.3f}s app={h['app']}")
+        if s is None:
+            wrong.append(f'{where}: no client session had that pid then')
+        elif ep is None:
+            wrong.append(f"{where}: a {s['kind']} session, in no logged silence")
+        elif ep['class'] == 'must_not':
+            wrong.append(f"{where}: {ep['scenario']} ({ep['why']}), woke "
+                         f"{ep['E'] - ep['S']:.3f}s into the silence, due "
+                         + (f"{ep['due'] - ep['S']:.3f}s" if ep['due'] else 'never'))
+        elif h['at'] > ep['E'] + WAKE_MARGIN + 0.5:
+            wrong.append(f"{where}: acted {h['at'] - ep['E']:.3f}s after the client woke")
+        elif h['rule'] == 'blocking' and ep.get('waiter_at') is None:
+            wrong.append(f'{where}: rule blocking, but nobody waited on it')
+
+    # The clients' own view: every termination a client saw must be in the
+    # history, and a session the history terminated must have seen it.
+    terminated_sids = {h['sid'] for h in hist if h['action'] == 'terminated'}
+    for s in sessions:
+        if s['killed_at'] is not None and s['sid'] not in terminated_sids:
+            wrong.append(f"session {s['sid']} ({s['kind']}, client {s['client']}) saw "
+                         f"'{s['kill_msg']}' with no termination in the history")
+    for h in hist:
+        if h['action'] == 'terminated' and h['sid'] is not None:
+            s = next(x for x in sessions if x['sid'] == h['sid'])
+            if s['killed_at'] is None:
+                anomalies.append(f"pid {h['pid']} terminated at {h['at']:.3f}, "
+                                 "but its client did not see it")
+
+    # Missed and late actions
+    must = [e for e in episodes if e['class'] == 'must']
+    either = [e for e in episodes if e['class'] == 'either']
+    must_not = [e for e in episodes if e['class'] == 'must_not']
+    missed = []
+    lateness = []
+    latest = []  # (lateness, episode, history entry)
+    for e in episodes:
+        acts = [h for h in e['actions'] if h['action'] == 'terminated']
+        if e['class'] == 'must' and not acts:
+            missed.append(f"{e['scenario']} pid {e['pid']} silent {e['E'] - e['S']:.3f}s, "
+                          f"due at +{e['due'] - e['S']:.3f}s, killed seen: {e.get('killed')}")
+        if acts and e['due'] is not None and e['class'] != 'must_not':
+            lateness.append(acts[0]['at'] - e['due'])
+            latest.append((acts[0]['at'] - e['due'], e, acts[0]))
+    late_bound = 0.5
+    late = [x for x in lateness if x > late_bound]
+    latest.sort(key=lambda x: -x[0])
+
+    # Bookkeeping of the server
+    stats = meta['stats']
+    n_term = sum(1 for h in hist if h['action'] == 'terminated')
+    if stats['terminated'] != n_term:
+        problems.append(f"stats count {stats['terminated']} terminations, "
+                        f"the history {n_term} (history_size too small?)")
+    if meta['worker_pid_start'] != meta['worker_pid_end']:
+        problems.append(f"the worker changed: pid {meta['worker_pid_start']} at the start, "
+                        f"{meta['worker_pid_end']} at the end")
+    if meta['stuck_clients']:
+        problems.append(f"clients still running at the end: {meta['stuck_clients']}")
+    if meta['failed_clients']:
+        problems.append(f"clients that failed: {meta['failed_clients']}")
+    rss_growth = None
+    if meta['rss_warm_kb'] is not None and meta['rss_end_kb'] is not None:
+        rss_growth = meta['rss_end_kb'] - meta['rss_warm_kb']
+        if rss_growth > args.rss_bound_kb:
+            problems.append(f'worker RssAnon grew by {rss_growth} kB after the warm-up '
+                            f'(bound {args.rss_bound_kb} kB)')
+    if missed:
+        problems.append(f'{len(missed)} missed action(s)')
+    if wrong:
+        problems.append(f'{len(wrong)} wrong kill(s)')
+
+    # Report
+    holders = [s for s in sessions if s['kind'] == 'holder']
+    by_scen = {}
+    for e in episodes:
+        d = by_scen.setdefault(e['scenario'], {'must': 0, 'must_not': 0, 'either': 0,
+                                               'acted': 0})
+        d[e['class']] += 1
+        d['acted'] += any(h['action'] == 'terminated' for h in e['actions'])
+    rules = {}
+    for h in acted:
+        rules[h['rule']] = rules.get(h['rule'], 0) + 1
+
+    def ms(x):
+        return '-' if x is None else f'{1000 * x:.0f} ms'
+
+    def sms(x):
+        return f'{1000 * x:+.0f} ms'
+
+    p0 = meta['policy0']
+    print()
+    print(f"Soak: {meta['clients']} clients, {meta['t_end'] - meta['t_start']:.0f} s "
+          f"(seed {meta['seed']}), action terminate, naptime {ms(naptime)}")
+    print(f"policy: blocking_timeout {p0['blocking']:g}s, idle_timeout {p0['idle']:g}s"
+          + ''.join(f"; reload at +{r['t_asked'] - meta['t_start']:.0f}s -> "
+                    f"{r['blocking']:g}s/{r['idle']:g}s "
+                    f"(applied within {ms(r['t_applied'] - r['t_asked'])})"
+                    for r in meta['reloads']))
+    print()
+    print(f"{'scenario':<16} {'episodes':>8} {'must':>6} {'either':>6} {'must_not':>8} "
+          f"{'terminated':>10}")
+    for name in sorted(by_scen):
+        d = by_scen[name]
+        print(f"{name:<16} {sum(d[c] for c in ('must', 'either', 'must_not')):>8} "
+              f"{d['must']:>6} {d['either']:>6} {d['must_not']:>8} {d['acted']:>10}")
+    print()
+    print(f'sessions:          {len(sessions)} ({len(holders)} holders, '
+          f'{len(sessions) - len(holders)} waiters)')
+    print(f'episodes:          {len(episodes)}')
+    print(f'expected actions:  {len(must)} must, {len(either)} either way, '
+          f'{len(must_not)} must not')
+    print(f"actions seen:      {len(acted)} in the history ({', '.join(f'{k} {v}' for k, v in sorted(rules.items()))}), "
+          f'{len(skipped)} skipped by the re-check; '
+          f"{sum(1 for s in sessions if s['killed_at'])} terminations seen by clients")
+    print(f'wrong kills:       {len(wrong)}')
+    print(f'missed actions:    {len(missed)}')
+    print(f'lateness:          min {ms(min(lateness) if lateness else None)}, '
+          f'p50 {ms(pct(lateness, 50))}, p99 {ms(pct(lateness, 99))}, '
+          f'max {ms(max(lateness) if lateness else None)} (after the deadline, or a naptime after '
+          f'the first waiter if later; {len(late)} over 500 ms)')
+    print(f"worker:            pid {meta['worker_pid_start']} throughout: "
+          f"{meta['worker_pid_start'] == meta['worker_pid_end']}; "
+          f"{stats['sweeps']} sweeps; RssAnon {meta['rss_start_kb']} kB at the start, "
+          f"{meta['rss_warm_kb']} kB after warm-up, {meta['rss_end_kb']} kB at the end")
+    for x, e, h in latest[:3]:
+        print(f"  late by {ms(x)}: {e['scenario']} pid {e['pid']} rule {h['rule']}, "
+              f"waiter at {sms(e['waiter_at'] - e['S']) if e.get('waiter_at') else '-'}, "
+              f"due at +{ms(e['due'] - e['S'])}, acted at +{ms(h['at'] - e['S'])}")
+    print(f'client errors:     {len(errors)}')
+    for x in errors[:10]:
+        print(f"  client {x['client']}: {x['what']}")
+    for title, lst in (('WRONG KILL', wrong), ('MISSED', missed), ('ANOMALY', anomalies),
+                       ('FAIL', problems)):
+        for x in lst[:30]:
+            print(f'{title}: {x}')
+    verdict = 'PASS' if not problems else 'FAIL'
+    print(f'soak: {verdict}: {len(wrong)} wrong kills, {len(missed)} missed, '
+          f'{len(must)} must / {len(acted)} acted, RSS growth '
+          f"{rss_growth if rss_growth is not None else '?'} kB")
+    return 0 if not problems else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
