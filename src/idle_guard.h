@@ -126,14 +126,14 @@ typedef struct IgEpisodeKey
 /*
  * What the pipeline remembers of a silence that has no timestamp of its
  * own (client not reading, request incomplete): when it was first seen,
- * when last, and how many bytes the backend had written by then.
+ * when last, and how often the backend had woken up by then.
  */
 typedef struct IgObservation
 {
 	IgEpisodeKey key;			/* what was observed */
 	IgReason	reason;
-	bool		written_known;	/* written is from /proc/<pid>/io */
-	uint64		written;		/* bytes the backend has written */
+	bool		wakeups_known;	/* wakeups is from /proc/<pid>/status */
+	uint64		wakeups;		/* the backend's voluntary context switches */
 	TimestampTz first_seen;		/* start of the silence as observed; 0 = no
 								 * observation */
 	TimestampTz last_seen;
@@ -154,8 +154,8 @@ extern void idle_guard_policy_for_reason(const IgPolicy *policy,
 										 IgReason reason, IgPolicy *out);
 extern TimestampTz idle_guard_observe(IgObservation *obs,
 									  const IgEpisodeKey *key,
-									  IgReason reason, bool written_known,
-									  uint64 written, TimestampTz now,
+									  IgReason reason, bool wakeups_known,
+									  uint64 wakeups, TimestampTz now,
 									  int max_gap_ms);
 
 #ifndef IDLE_GUARD_POLICY_ONLY

@@ -11,12 +11,18 @@
  * Every pass of the pipeline (the worker's sweeps and idle_guard_report()
  * alike) observes each such backend and updates its entry, by PGPROC
  * index (a prepared transaction's dummy PGPROC's), in shared memory; the
- * pure rule is idle_guard_observe() in policy.c.  A backend that makes progress starts a new silence: on Linux
- * progress is the count of bytes it has written (/proc/<pid>/io, field
- * wchar), elsewhere the observations must follow each other closely (the
- * worker looks every naptime while it watches one).  An entry whose
- * backend is no longer silent is cleared, so a slow client that keeps
- * reading, caught between two writes, starts again from zero.
+ * pure rule is idle_guard_observe() in policy.c.
+ *
+ * A backend that makes progress starts a new silence.  On Linux progress
+ * is a wake-up: a backend blocked on its socket sleeps in the kernel, and
+ * its count of voluntary context switches (/proc/<pid>/status) moves only
+ * when it wakes, as it does each time a slow client drains the socket.
+ * (Bytes written would be the natural measure, but /proc/<pid>/io does
+ * not count send().)  A wake-up for another reason, such as a signal,
+ * only delays the action.  Elsewhere the observations must follow each
+ * other closely (the worker looks every naptime while it watches one).
+ * An entry whose backend is no longer silent is cleared, so a slow client
+ * that keeps reading, caught between two writes, starts again from zero.
  *
  * IgShared.lock, held exclusively, protects the entries: the worker and
  * any backend running the report may observe at the same time.
@@ -42,7 +48,7 @@
 #define IG_OBSERVE_GAP_NAPTIMES 3
 
 static bool ig_observed_reason(IgReason reason);
-static bool ig_written_bytes(int pid, uint64 *written);
+static bool ig_wakeups(int pid, uint64 *wakeups);
 
 /*
  * idle_guard_observe_sessions
@@ -58,8 +64,8 @@ idle_guard_observe_sessions(IgSweep *sweep)
 {
 	IgShared   *sh = idle_guard_shared;
 	bool	   *seen;
-	uint64	   *written;
-	bool	   *written_known;
+	uint64	   *wakeups;
+	bool	   *wakeups_known;
 	int			nobserved = 0;
 	int			ncandidates = 0;
 	int			max_gap_ms;
@@ -77,14 +83,14 @@ idle_guard_observe_sessions(IgSweep *sweep)
 	if (ncandidates == 0 && nobserved == 0)
 		return;
 
-	written = (uint64 *) palloc0(sizeof(uint64) * Max(sweep->nsessions, 1));
-	written_known = (bool *) palloc0(sizeof(bool) * Max(sweep->nsessions, 1));
+	wakeups = (uint64 *) palloc0(sizeof(uint64) * Max(sweep->nsessions, 1));
+	wakeups_known = (bool *) palloc0(sizeof(bool) * Max(sweep->nsessions, 1));
 	for (i = 0; i < sweep->nsessions; i++)
 	{
 		IgSession  *s = &sweep->sessions[i];
 
 		if (s->reason == IG_REASON_CLIENT_WRITE)
-			written_known[i] = ig_written_bytes(s->key.pid, &written[i]);
+			wakeups_known[i] = ig_wakeups(s->key.pid, &wakeups[i]);
 	}
 
 	max_gap_ms = IG_OBSERVE_GAP_NAPTIMES * idle_guard_naptime;
@@ -105,7 +111,7 @@ idle_guard_observe_sessions(IgSweep *sweep)
 		 */
 		s->silent_since = idle_guard_observe(&sh->observations[s->procno],
 											 &s->key, s->reason,
-											 written_known[i], written[i],
+											 wakeups_known[i], wakeups[i],
 											 sweep->now,
 											 s->reason == IG_REASON_PREPARED ?
 											 0 : max_gap_ms);
@@ -126,8 +132,8 @@ idle_guard_observe_sessions(IgSweep *sweep)
 	LWLockRelease(sh->lock);
 
 	pfree(seen);
-	pfree(written);
-	pfree(written_known);
+	pfree(wakeups);
+	pfree(wakeups_known);
 }
 
 /* Is a silence of this kind timed by observation? */
@@ -140,20 +146,20 @@ ig_observed_reason(IgReason reason)
 }
 
 /*
- * Read the bytes process pid has written (field "wchar" of /proc/<pid>/io,
- * Linux only).  Returns false where that file is missing or unreadable; the
- * caller then relies on continuous observation.  Backends run as our OS
- * user, so the kernel lets us read it.
+ * Read how many times process pid has gone to sleep of its own accord
+ * (field "voluntary_ctxt_switches" of /proc/<pid>/status, Linux only).
+ * Returns false where that file is missing or has no such field; the
+ * caller then relies on continuous observation.
  */
 static bool
-ig_written_bytes(int pid, uint64 *written)
+ig_wakeups(int pid, uint64 *wakeups)
 {
 	char		path[64];
 	char		line[128];
 	FILE	   *file;
 	bool		found = false;
 
-	snprintf(path, sizeof(path), "/proc/%d/io", pid);
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
 	file = AllocateFile(path, "r");
 	if (file == NULL)
 		return false;
@@ -161,9 +167,9 @@ ig_written_bytes(int pid, uint64 *written)
 	{
 		unsigned long long value;
 
-		if (sscanf(line, "wchar: %llu", &value) == 1)
+		if (sscanf(line, "voluntary_ctxt_switches: %llu", &value) == 1)
 		{
-			*written = (uint64) value;
+			*wakeups = (uint64) value;
 			found = true;
 			break;
 		}

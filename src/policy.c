@@ -151,16 +151,17 @@ idle_guard_policy_for_reason(const IgPolicy *policy, IgReason reason,
  *
  * The silence continues from the last observation if this one is of the
  * same backend, statement and transaction (key), for the same reason,
- * with no progress in between: the bytes the backend has written are
- * unchanged where both counts are known, or, where they are not, the
- * previous observation is at most max_gap_ms old (the worker looks every
- * naptime while it watches such a session; 0 = no limit, for what cannot
- * make progress).  Otherwise a new silence
- * starts now: a slow client that keeps reading is never silent for long.
+ * with no progress in between: the backend has not woken up since (its
+ * count of voluntary context switches is unchanged) where both counts are
+ * known, or, where they are not, the previous observation is at most
+ * max_gap_ms old (the worker looks every naptime while it watches such a
+ * session; 0 = no limit, for what cannot make progress).  Otherwise a new
+ * silence starts now: a slow client that keeps reading wakes its backend
+ * every time it drains the socket, so it is never silent for long.
  */
 TimestampTz
 idle_guard_observe(IgObservation *obs, const IgEpisodeKey *key,
-				   IgReason reason, bool written_known, uint64 written,
+				   IgReason reason, bool wakeups_known, uint64 wakeups,
 				   TimestampTz now, int max_gap_ms)
 {
 	bool		continues = obs->first_seen != 0 &&
@@ -169,8 +170,8 @@ idle_guard_observe(IgObservation *obs, const IgEpisodeKey *key,
 
 	if (continues)
 	{
-		if (written_known && obs->written_known)
-			continues = (written == obs->written);
+		if (wakeups_known && obs->wakeups_known)
+			continues = (wakeups == obs->wakeups);
 		else if (max_gap_ms > 0)
 			continues = (now - obs->last_seen <=
 						 (TimestampTz) max_gap_ms * IG_USECS_PER_MS);
@@ -182,8 +183,8 @@ idle_guard_observe(IgObservation *obs, const IgEpisodeKey *key,
 		obs->reason = reason;
 		obs->first_seen = now;
 	}
-	obs->written_known = written_known;
-	obs->written = written;
+	obs->wakeups_known = wakeups_known;
+	obs->wakeups = wakeups;
 	obs->last_seen = now;
 	return obs->first_seen;
 }

@@ -167,7 +167,7 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 		else
 			nulls[j++] = true;
 
-		if (visible)
+		if (visible && s->reason != IG_REASON_PREPARED)
 			values[j++] = CStringGetTextDatum(s->appname);
 		else
 			nulls[j++] = true;
@@ -329,7 +329,7 @@ ig_history(FunctionCallInfo fcinfo, int ncols)
 			nulls[j++] = true;	/* a prepared transaction */
 		values[j++] = ig_name_datum(e->usename);
 		values[j++] = ig_name_datum(e->datname);
-		if (visible)
+		if (visible && e->reason != IG_REASON_PREPARED)
 			values[j++] = CStringGetTextDatum(e->appname);
 		else
 			nulls[j++] = true;

@@ -319,16 +319,16 @@ test_observe(void)
 		  "no progress: continues");
 	check(idle_guard_observe(&obs, &key, IG_REASON_CLIENT_WRITE, true, 1000,
 							 t + MS(5000), 300) == t, "observe",
-		  "no progress, long gap: continues (bytes known)");
+		  "no wake-up, long gap: continues (count known)");
 	check(idle_guard_observe(&obs, &key, IG_REASON_CLIENT_WRITE, true, 9000,
 							 t + MS(5100), 300) == t + MS(5100), "observe",
-		  "bytes written: a new silence");
+		  "woke up: a new silence");
 	check(idle_guard_observe(&obs, &key, IG_REASON_CLIENT_WRITE, false, 0,
 							 t + MS(5300), 300) == t + MS(5100), "observe",
-		  "bytes unknown, short gap: continues");
+		  "count unknown, short gap: continues");
 	check(idle_guard_observe(&obs, &key, IG_REASON_CLIENT_WRITE, false, 0,
 							 t + MS(5700), 300) == t + MS(5700), "observe",
-		  "bytes unknown, long gap: a new silence");
+		  "count unknown, long gap: a new silence");
 	check(idle_guard_observe(&obs, &key, IG_REASON_REQUEST_INCOMPLETE, false,
 							 0, t + MS(5800), 300) == t + MS(5800), "observe",
 		  "other reason: a new silence");
