@@ -125,7 +125,9 @@ my %bad = (
 	'idle_guard.naptime' => "'5ms'",
 	'idle_guard.exempt_roles' => "'\"unterminated'",
 	'idle_guard.exempt_applications' => "'etl*nightly'",
-	'idle_guard.history_size' => "'-3'");
+	'idle_guard.history_size' => "'-3'",
+	'idle_guard.prepared_timeout' => "'-1'",
+	'idle_guard.session_locks' => "'maybe'");
 is_deeply([ sort keys %bad ], [ sort keys %before ], 'a bad value for every setting');
 
 # Load: a silent holder nobody waits on, and a few idle clients
@@ -146,7 +148,7 @@ ig_wait_for($node,
 for my $name (sort keys %bad)
 {
 	$node->wait_for_log(
-		qr/(invalid value for parameter "\Q$name\E"|\S+ is outside the valid range for parameter "\Q$name\E"|parameter "\Q$name\E" cannot be changed without restarting)/,
+		qr/(invalid value for parameter "\Q$name\E"|\S+ is outside the valid range for parameter "\Q$name\E"|parameter "\Q$name\E" requires a Boolean value|parameter "\Q$name\E" cannot be changed without restarting)/,
 		$offset);
 	pass("$name: the bad value is rejected in the log");
 }
