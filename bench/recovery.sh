@@ -330,7 +330,7 @@ set output "$REPO/bench/results/recovery.png"
 set datafile separator ","
 set multiplot layout ${#CONTENDERS[@]},1 title "Outage recovery: committed transactions per 100 ms (median of $ROUNDS rounds; limit ${LIMIT_S} s for every contender)"
 set xrange [-1.5:$WINDOW_S]
-set yrange [0:*]
+set yrange [0:$(awk -F, 'NR > 1 { for (i = 2; i <= NF; i++) if ($i + 0 > m) m = $i + 0 } END { print int(m * 1.1) + 1 }' "$PLOT_CSV")]
 set grid
 set key top right
 set ylabel "commits / 100 ms"
@@ -339,12 +339,12 @@ set arrow 2 from $ALTER_AFTER_S, graph 0 to $ALTER_AFTER_S, graph 1 nohead dasht
 set arrow 3 from $LIMIT_S, graph 0 to $LIMIT_S, graph 1 nohead dashtype 3 lc rgb "gray50"
 set label 1 "silence" at 0.05, graph 0.9
 set label 2 "ALTER queues" at $ALTER_AFTER_S.05, graph 0.9
-set label 3 "limit" at $LIMIT_S.05, graph 0.9
+set label 3 "limit" at $LIMIT_S.05, graph 0.72
 set tmargin 1.5
 set bmargin 1.5
 do for [i=2:$((${#CONTENDERS[@]} + 1))] {
     if (i == $((${#CONTENDERS[@]} + 1))) { set xlabel "seconds since the client went silent"; set bmargin 3.5 }
-    plot "$PLOT_CSV" using 1:i with steps lw 2 lc i title columnheader(i)
+    plot "$PLOT_CSV" using 1:i with steps lw 2 lc rgb word("black red orange-red dark-violet web-blue", i - 1) title columnheader(i)
 }
 unset multiplot
 GP
