@@ -127,11 +127,11 @@ session() {
 	{
 		printf '%s\n' "$sql"
 		for _ in $(seq 1 600); do
-			[ -e "$dir/speak" ] && break
+			{ [ -e "$dir/speak" ] || [ ! -d "$dir" ]; } && break
 			sleep 0.05
 		done
 		printf '%s\n' "SELECT 'alive'; COMMIT;"
-	} | timeout 60 "$BINDIR/psql" -X -At \
+	} 2>/dev/null | timeout 60 "$BINDIR/psql" -X -At \
 		"host=127.0.0.1 port=$PGB_PORT user=postgres dbname=postgres application_name=$name" \
 		>"$dir/$name.out" 2>&1 &
 	PIDS+=("$!")
@@ -188,7 +188,7 @@ trial() {
 	if [ "$c" = poller ]; then
 		# a random phase, as a cron job's would be
 		sleep "0.$(printf '%03d' $((RANDOM % 1000)))"
-		poller "$end_us" &
+		poller "$end_us" </dev/null >/dev/null 2>&1 &
 		poller_pid=$!
 		PIDS+=("$poller_pid")
 	fi
