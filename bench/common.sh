@@ -9,6 +9,7 @@
 #     for a condition (bench_wait_for);
 #   - microsecond clocks and sleeping until a moment (bench_now_us,
 #     bench_sleep_until);
+#   - the CPU time a process has used, from /proc (bench_cpu_ns);
 #   - the one-line description of the machine every table prints;
 #   - starting and stopping a private PgBouncer as the server user, on
 #     127.0.0.1 only (bench_pgbouncer_start, bench_pgbouncer_stop);
@@ -66,6 +67,16 @@ bench_sleep_until() {
 	left=$(($1 - $(bench_now_us)))
 	[ "$left" -gt 0 ] && sleep "$(bench_us_to_s "$left")"
 	return 0
+}
+
+# bench_cpu_ns PID: CPU time the process PID has used, in nanoseconds
+# (/proc/PID/schedstat; else utime + stime from /proc/PID/stat, in ticks)
+bench_cpu_ns() {
+	if [ -r "/proc/$1/schedstat" ]; then
+		cut -d' ' -f1 "/proc/$1/schedstat"
+	else
+		awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) * 1e9 / hz }' "/proc/$1/stat"
+	fi
 }
 
 # bench_machine: one line naming the machine, its CPU and PostgreSQL.

@@ -132,7 +132,7 @@ ig_as_server_user "$BINDIR/pgbench" -h "$RUN_DIR" -p "$IG_CLUSTER_PORT" -U postg
 
 mkdir -p "$REPO/bench/results"
 CSV="$REPO/bench/results/overhead.csv"
-echo "workload,round,config,tps" >"$CSV"
+echo "workload,round,config,tps,worker_cpu_pct" >"$CSV"
 ig_say "$ROUNDS rounds x 2 workloads x ${#CONFIGS[@]} configurations, ${SECONDS_PER_RUN}s each"
 for r in $(seq 1 "$ROUNDS"); do
 	# rotate the order, so no configuration always runs on a warmer or
@@ -143,11 +143,20 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 	for cfg in "${order[@]}"; do
 		configure "$cfg"
+		wpid=
+		[ "$cfg" = loaded ] && wpid=$(psql_q "SELECT worker_pid FROM idle_guard_stats()")
 		for w in select-only tpcb-like; do
+			c0=0
+			[ -n "$wpid" ] && c0=$(bench_cpu_ns "$wpid")
+			t0=$(bench_now_us)
 			tps=$(bench "$w")
 			[ -n "$tps" ] || ig_die "pgbench gave no tps ($w, $cfg)"
-			echo "$w,$r,$cfg,$tps" >>"$CSV"
-			ig_say "round $r $cfg $w: $tps tps"
+			# the worker's share of one CPU during the run, in percent
+			pct=
+			[ -n "$wpid" ] && pct=$(awk -v c=$(($(bench_cpu_ns "$wpid") - c0)) \
+				-v t=$(($(bench_now_us) - t0)) 'BEGIN { printf "%.3f", c / 1000 / t * 100 }')
+			echo "$w,$r,$cfg,$tps,$pct" >>"$CSV"
+			ig_say "round $r $cfg $w: $tps tps${pct:+, worker CPU $pct% of one core}"
 		done
 		if [ "$cfg" = loaded ]; then
 			sweeps=$(psql_q "SELECT sweeps FROM idle_guard_stats()")
@@ -157,12 +166,13 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 configure unloaded
-psql_q "CREATE TABLE r (workload text, round int, config text, tps float8)" >/dev/null
+psql_q "CREATE TABLE r (workload text, round int, config text, tps float8, worker_cpu_pct float8)" >/dev/null
 bench_load_csv r "$CSV"
 echo
 echo "Throughput: idle_guard loaded and sweeping every 10 ms, against not loaded, and against a control"
 echo "(control = not loaded + a process waking every 10 ms; $ROUNDS interleaved rounds of ${SECONDS_PER_RUN}s,"
-echo " pgbench -c 4 -j 2, scale 10; ratios are per round, then median and range over the rounds)"
+echo " pgbench -c 4 -j 2, scale 10; ratios are per round, then median and range over the rounds;"
+echo " worker_cpu_pct = the worker's CPU time during the loaded runs / their wall time, from /proc)"
 bench_machine
 echo
 bench_table "
@@ -185,6 +195,7 @@ SELECT workload,
         FROM q WHERE q.workload = r.workload) AS loaded_vs_unloaded,
        (SELECT to_char(percentile_cont(0.5) WITHIN GROUP (ORDER BY cu), 'FM0.000') || ' (' ||
                to_char(min(cu), 'FM0.000') || ' .. ' || to_char(max(cu), 'FM0.000') || ')'
-        FROM q WHERE q.workload = r.workload) AS control_vs_unloaded
+        FROM q WHERE q.workload = r.workload) AS control_vs_unloaded,
+       to_char(percentile_cont(0.5) WITHIN GROUP (ORDER BY worker_cpu_pct), 'FM990.00') AS worker_cpu_pct
 FROM r GROUP BY workload ORDER BY workload"
 ig_say "per-run figures: bench/results/overhead.csv"

@@ -122,15 +122,6 @@ BEGIN
     cpu_ms := (split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - c0) / 1e6 / k;
 END \$\$" >/dev/null
 
-# cpu_ns PID: CPU time the process has used, in nanoseconds
-cpu_ns() {
-	if [ -r "/proc/$1/schedstat" ]; then
-		cut -d' ' -f1 "/proc/$1/schedstat"
-	else
-		awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) * 1e9 / hz }' "/proc/$1/stat"
-	fi
-}
-
 # clients N: start N client connections (half silent holders, a tenth
 # waiters, the rest idle) with three pgbench processes; wait until they are
 # all there (60 s at most)
@@ -173,13 +164,13 @@ measure_worker() {
 	wpid=$(bench_sql "SELECT worker_pid FROM idle_guard_stats()")
 	[ -n "$wpid" ] || ig_die "no idle_guard worker"
 	s0=$(bench_sql "SELECT sweeps FROM idle_guard_stats()")
-	c0=$(cpu_ns "$wpid")
+	c0=$(bench_cpu_ns "$wpid")
 	end=$(($(bench_now_us) + WINDOW_S * 1000000))
 	while [ "$(bench_now_us)" -lt "$end" ] && [ "${#samples[@]}" -lt 1000 ]; do
 		samples+=("$(bench_sql "SELECT last_sweep_ms FROM idle_guard_stats()")")
 		sleep 0.2
 	done
-	c1=$(cpu_ns "$wpid")
+	c1=$(bench_cpu_ns "$wpid")
 	s1=$(bench_sql "SELECT sweeps FROM idle_guard_stats()")
 	printf '%s\n' "${samples[@]}" | sort -g | awk -v s=$((s1 - s0)) -v c=$((c1 - c0)) '
 		{ v[NR] = $1 }
