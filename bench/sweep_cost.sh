@@ -236,7 +236,7 @@ bench_sql "COPY (SELECT n, sum(cpu_ms * sweeps) / nullif(sum(sweeps), 0),
                  FROM s WHERE maxconn = 1100 GROUP BY n ORDER BY n)
           TO STDOUT WITH (FORMAT csv)" >"$RUN_DIR/plot.csv"
 gnuplot <<GP || ig_warn "gnuplot failed, no sweep_cost.png"
-set terminal pngcairo size 800,480 font ",11"
+set terminal pngcairo size 800,480 font ",11" noenhanced
 set output "$REPO/bench/results/sweep_cost.png"
 set datafile separator ","
 set title "Cost of one look at the sessions (max_connections = 1100)"
