@@ -62,6 +62,8 @@ cleanup() {
 	rm -rf "$BUILD_DIR" "$RUN_DIR"
 }
 trap cleanup EXIT
+# a timeout or ^C: leave through the EXIT trap, so nothing is left running
+trap 'exit 143' TERM INT
 ig_bench_prepare
 
 ig_start_cluster "$RUN_DIR" "$BINDIR" 55430 "shared_buffers = '256MB'

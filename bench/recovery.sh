@@ -79,6 +79,8 @@ cleanup() {
 	rm -rf "$BUILD_DIR" "$RUN_DIR"
 }
 trap cleanup EXIT
+# a timeout or ^C: leave through the EXIT trap, so nothing is left running
+trap 'exit 143' TERM INT
 
 ig_apt_install_missing pgbouncer gnuplot-nox
 ig_bench_prepare
