@@ -15,8 +15,8 @@
 # PostgreSQL 15 first.  Results: bench/results/*.csv and *.png, each
 # script's table in bench/results/<name>.txt, and all four in
 # bench/results/summary.txt, which this script prints at the end.
-# About 11 minutes on 2 cores; --quick (fewer and shorter rounds, for
-# development) about 4.  Each script is bounded by a timeout.
+# About 10 minutes on 2 cores; --quick (fewer and shorter rounds, for
+# development) about 3.  Each script is bounded by a timeout.
 
 set -euo pipefail
 
