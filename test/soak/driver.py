@@ -528,8 +528,10 @@ def main():
           f'running for {args.duration:.0f} s', flush=True)
 
     # Two reloads with a changed policy, at about 1/3 and 2/3 of the run;
-    # the worker's memory after a warm-up of a tenth of the run.
-    plan = [(0.1, 'rss', None),
+    # the worker's memory after a warm-up of a tenth of the run, but at
+    # least 20 s when the run is long enough (at most 3/10 of it).
+    warm = min(max(0.1, 20.0 / args.duration), 0.3)
+    plan = [(warm, 'rss', None),
             (0.35, 'reload', (args.blocking_ms + 1000, args.idle_ms - 1000)),
             (0.7, 'reload', (max(args.blocking_ms - 500, 1000), args.idle_ms + 1000))]
     reloads = []

@@ -74,6 +74,16 @@ class Policies:
             cur = p
         return [cur]
 
+    def switched(self, t, late):
+        """The one policy in force at t if every reload switched at the
+        start (late False) or at the end (late True) of its window."""
+        cur = self.p0
+        for t0, t1, p in self.reloads:
+            if t < (t1 if late else t0):
+                return cur
+            cur = p
+        return cur
+
     def all(self):
         return [self.p0] + [p for _, _, p in self.reloads]
 
@@ -89,47 +99,64 @@ def due(policy, S, t, waiter):
     return blocking > 0 and waiter is not None and t >= waiter and t - S >= blocking
 
 
-def due_moments(ep, pol, naptime):
-    """(earliest, latest, nominal) moment the episode may have become due
-    (None: never).  earliest: the stricter policy of a reload window, the
-    waiter from when it sent its statement; latest: the laxer policy, the
-    waiter WAITER_DELAY later; nominal: the stricter policy, the waiter
-    counted a naptime after it sent (a waiter that comes after the
-    blocking deadline is seen within a naptime), what lateness is measured
-    from (so inside a reload window lateness is never overstated)."""
+def candidates(ep, pol):
+    """The moments at which the episode's due condition may change."""
     S = ep['S']
     w = ep.get('waiter_at')
-    w_late = w + WAITER_DELAY if w is not None else None
-    w_nom = w + naptime if w is not None else None
     cands = {S}
     for b, i in pol.all():
         cands.update((S + b, S + i))
     if w is not None:
-        cands.update((w, w_late, w_nom))
+        cands.update((w, w + WAITER_DELAY))
     cands.update(t for t in pol.edges() if t > S)
-    cands = sorted(cands)
+    return sorted(cands)
+
+
+def explained_due(ep, pol, at):
+    """The due moment that best explains an action at `at`: the later of
+    the due moments with every reload switching at the start or at the end
+    of its window, if not after the action; what lateness is measured
+    from."""
+    w = ep.get('waiter_at')
+    ds = [next((t for t in candidates(ep, pol) if due(pol.switched(t, late), ep['S'], t, w)),
+               None) for late in (False, True)]
+    ds = [d for d in ds if d is not None]
+    if not ds:
+        return None
+    before = [d for d in ds if d <= at]
+    return max(before) if before else min(ds)
+
+
+def due_moments(ep, pol):
+    """(earliest, latest) moment the episode may have become due (None:
+    never).  earliest: the stricter policy of a reload window, the waiter
+    from when it sent its statement; latest: the laxer policy, the waiter
+    WAITER_DELAY later."""
+    S = ep['S']
+    w = ep.get('waiter_at')
+    w_late = w + WAITER_DELAY if w is not None else None
+    cands = candidates(ep, pol)
     early = next((t for t in cands if any(due(p, S, t, w) for p in pol.at(t))), None)
     late = next((t for t in cands if all(due(p, S, t, w_late) for p in pol.at(t))), None)
-    nominal = next((t for t in cands if any(due(p, S, t, w_nom) for p in pol.at(t))), None)
-    return early, late, nominal
+    return early, late
 
 
-def classify(ep, pol, grace, naptime):
+def classify(ep, pol, grace):
     """('must' | 'must_not' | 'either', due moment or None, reason); the
-    due moment is the nominal one (see due_moments)."""
+    due moment is the earliest one (see due_moments)."""
     if ep.get('active'):
         return 'must_not', None, 'active query'
     if not ep.get('locks'):
         return 'must_not', None, 'aborted' if ep.get('aborted') else 'holds no lock'
     if ep.get('exempt'):
         return 'must_not', None, 'exempt ' + ep['exempt']
-    early, late, nominal = due_moments(ep, pol, naptime)
+    early, late = due_moments(ep, pol)
     E = ep['E']
     if early is None or E + WAKE_MARGIN < early:
         return 'must_not', early, 'woke before the deadline'
     if late is not None and E > late + grace:
-        return 'must', nominal, 'silent past the deadline'
-    return 'either', nominal, 'woke close to the deadline'
+        return 'must', early, 'silent past the deadline'
+    return 'either', early, 'woke close to the deadline'
 
 
 def pct(values, p):
@@ -173,7 +200,7 @@ def main():
 
     # Classify every episode
     for ep in episodes:
-        ep['class'], ep['due'], ep['why'] = classify(ep, pol, args.late_grace, naptime)
+        ep['class'], ep['due'], ep['why'] = classify(ep, pol, args.late_grace)
         ep['actions'] = []
 
     # Match the history to sessions and episodes
@@ -237,9 +264,10 @@ def main():
             missed.append(f"{e['scenario']} pid {e['pid']} silent {e['E'] - e['S']:.3f}s, "
                           f"due at +{e['due'] - e['S']:.3f}s, killed seen: {e.get('killed')}")
         if acts and e['due'] is not None and e['class'] != 'must_not':
-            lateness.append(acts[0]['at'] - e['due'])
-            latest.append((acts[0]['at'] - e['due'], e, acts[0]))
-    late_bound = 0.5
+            d = explained_due(e, pol, acts[0]['at'])
+            lateness.append(acts[0]['at'] - d)
+            latest.append((acts[0]['at'] - d, e, acts[0], d))
+    late_bound = naptime + 0.5
     late = [x for x in lateness if x > late_bound]
     latest.sort(key=lambda x: -x[0])
 
@@ -314,16 +342,23 @@ def main():
     print(f'missed actions:    {len(missed)}')
     print(f'lateness:          min {ms(min(lateness) if lateness else None)}, '
           f'p50 {ms(pct(lateness, 50))}, p99 {ms(pct(lateness, 99))}, '
-          f'max {ms(max(lateness) if lateness else None)} (after the deadline, or a naptime after '
-          f'the first waiter if later; {len(late)} over 500 ms)')
+          f'max {ms(max(lateness) if lateness else None)} (after the deadline, or after the first '
+          f'waiter if later; {len(late)} over naptime + 500 ms)')
+    timed = [x for x, e, h, d in latest if e.get('waiter_at') != d]
+    polled = [x for x, e, h, d in latest if e.get('waiter_at') == d]
+    print(f'  at a deadline:   {len(timed)} actions, p50 {ms(pct(timed, 50))}, '
+          f'p99 {ms(pct(timed, 99))}, max {ms(max(timed) if timed else None)}')
+    print(f'  at a late waiter: {len(polled)} actions (found by polling every naptime), '
+          f'p50 {ms(pct(polled, 50))}, p99 {ms(pct(polled, 99))}, '
+          f'max {ms(max(polled) if polled else None)}')
     print(f"worker:            pid {meta['worker_pid_start']} throughout: "
           f"{meta['worker_pid_start'] == meta['worker_pid_end']}; "
           f"{stats['sweeps']} sweeps; RssAnon {meta['rss_start_kb']} kB at the start, "
           f"{meta['rss_warm_kb']} kB after warm-up, {meta['rss_end_kb']} kB at the end")
-    for x, e, h in latest[:3]:
+    for x, e, h, d in latest[:3]:
         print(f"  late by {ms(x)}: {e['scenario']} pid {e['pid']} rule {h['rule']}, "
               f"waiter at {sms(e['waiter_at'] - e['S']) if e.get('waiter_at') else '-'}, "
-              f"due at +{ms(e['due'] - e['S'])}, acted at +{ms(h['at'] - e['S'])}")
+              f"due at +{ms(d - e['S'])}, acted at +{ms(h['at'] - e['S'])}")
     print(f'client errors:     {len(errors)}')
     for x in errors[:10]:
         print(f"  client {x['client']}: {x['what']}")
