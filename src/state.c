@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include "access/twophase.h"
+#include "catalog/pg_control.h"
+#include "common/controldata_utils.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/pg_crc32c.h"
@@ -304,10 +306,33 @@ error:
 }
 
 /*
+ * Did the server last stop cleanly?  Read in the postmaster before the
+ * startup process runs, pg_control still says how the last run ended: a
+ * clean shutdown writes "shut down", while a crash or an immediate
+ * shutdown leaves "in production" behind.  After an immediate shutdown the
+ * postmaster still exits normally and writes the state file, but from
+ * shared memory that processes killed mid-update may have left torn.
+ */
+static bool
+ig_last_stop_was_clean(void)
+{
+	ControlFileData *control;
+	bool		crc_ok;
+	bool		clean;
+
+	control = get_controlfile(DataDir, &crc_ok);
+	clean = crc_ok && (control->state == DB_SHUTDOWNED ||
+					   control->state == DB_SHUTDOWNED_IN_RECOVERY);
+	pfree(control);
+	return clean;
+}
+
+/*
  * Read IG_STATE_FILE back into shared memory at postmaster start, then
- * remove it.  A file that is truncated, from another format or build
- * (entry size), or fails its checksum is ignored with a LOG message and
- * everything starts empty: it never stops the server.
+ * remove it.  A file left by a server that did not stop cleanly, one that
+ * is truncated, from another format or build (entry size), or fails its
+ * checksum is ignored with a LOG message and everything starts empty: it
+ * never stops the server.
  */
 static void
 ig_load_state(void)
@@ -332,7 +357,9 @@ ig_load_state(void)
 	}
 
 	INIT_CRC32C(crc);
-	if (fread(&hdr, sizeof(hdr), 1, file) != 1)
+	if (!ig_last_stop_was_clean())
+		problem = "the server did not shut down cleanly";
+	else if (fread(&hdr, sizeof(hdr), 1, file) != 1)
 		problem = "it is too short";
 	else if (hdr.magic != IG_STATE_MAGIC)
 		problem = "it is not an idle_guard state file";
