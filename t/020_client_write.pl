@@ -136,19 +136,7 @@ sub wait_in_report
 	is(value("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'w'"),
 		'1', 'a: the ALTER TABLE committed');
 
-	$node->wait_for_log(
-		qr/idle_guard: .*pid=$pid\b.*app="stalled_psql".* rule=blocking action=terminate/,
-		$offset);
-	pass('a: LOG line names the backend, rule blocking, action terminate');
-
-	my ($h, $h_ms) = split /\|/, value(
-		"SELECT rule || ',' || action || ',' || silent_reason || ',' || (gid IS NULL) "
-		  . "|| ',' || blocked_total, extract(epoch FROM silent_for) * 1000 "
-		  . "FROM idle_guard_history() WHERE pid = $pid");
-	is($h, 'blocking,terminated,client not reading,true,1',
-		'a: history: terminated by the blocking rule, client not reading');
-	cmp_ok($h_ms, '>=', $blocking_ms, 'a: not acted on before blocking_timeout');
-	cmp_ok($h_ms, '<', $blocking_ms + 1500, 'a: acted on soon after the deadline');
+	ig_check_terminated($node, $offset, $pid, 'stalled_psql', 'client not reading', $blocking_ms, 'a');
 
 	$psql->signal('CONT');
 	eval { $psql->kill_kill; };

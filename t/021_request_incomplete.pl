@@ -114,18 +114,7 @@ sub replies
 	is("@{$r->{sqlstates}}", '57P01',
 		'a: after FATAL 57P01 (terminating connection due to administrator command)');
 
-	$node->wait_for_log(
-		qr/idle_guard: .*pid=$pid\b.*app="half_request".* rule=blocking action=terminate/,
-		$offset);
-	pass('a: LOG line names the backend, rule blocking, action terminate');
-	my ($h, $h_ms) = split /\|/, value(
-		"SELECT rule || ',' || action || ',' || silent_reason || ',' || (gid IS NULL) "
-		  . "|| ',' || blocked_total, extract(epoch FROM silent_for) * 1000 "
-		  . "FROM idle_guard_history() WHERE pid = $pid");
-	is($h, 'blocking,terminated,request incomplete,true,1',
-		'a: history: terminated by the blocking rule, request incomplete');
-	cmp_ok($h_ms, '>=', $blocking_ms, 'a: not acted on before blocking_timeout');
-	cmp_ok($h_ms, '<', $blocking_ms + 1500, 'a: acted on soon after the deadline');
+	ig_check_terminated($node, $offset, $pid, 'half_request', 'request incomplete', $blocking_ms, 'a');
 	$c->close;
 	$writer->quit;
 }

@@ -29,6 +29,7 @@ our @EXPORT = qw(
   ig_wait_sweep_after
   ig_worker_looks_now
   ig_close
+  ig_check_terminated
 );
 
 # ig_node($name, %settings): init and start a node with idle_guard preloaded
@@ -157,6 +158,31 @@ sub ig_worker_looks_now
 	my $cond = "last_sweep_at > '$t'";
 	$cond .= " AND guarded_now = $opts{guarded}" if defined $opts{guarded};
 	ig_wait_for($node, "SELECT $cond FROM idle_guard_stats()", 't', $what);
+}
+
+# ig_check_terminated($node, $offset, $pid, $app, $reason, $timeout_ms, $label):
+# after the worker terminated backend $pid (application $app) by the
+# blocking rule, with one waiter, check its LOG line (after log offset
+# $offset) and its history row: rule, action, silent_reason $reason, no
+# gid, and that it came at or after $timeout_ms of silence but not long
+# after.  Test names start with $label.
+sub ig_check_terminated
+{
+	my ($node, $offset, $pid, $app, $reason, $timeout_ms, $label) = @_;
+
+	$node->wait_for_log(
+		qr/idle_guard: .*pid=$pid\b.*app="\Q$app\E".* rule=blocking action=terminate/,
+		$offset);
+	pass("$label: LOG line names the backend, rule blocking, action terminate");
+	my ($h, $h_ms) = split /\|/, $node->safe_psql('postgres',
+		"SELECT rule || ',' || action || ',' || silent_reason || ',' || (gid IS NULL) "
+		  . "|| ',' || blocked_total, extract(epoch FROM silent_for) * 1000 "
+		  . "FROM idle_guard_history() WHERE pid = $pid");
+	is($h, "blocking,terminated,$reason,true,1",
+		"$label: history: terminated by the blocking rule, $reason");
+	cmp_ok($h_ms, '>=', $timeout_ms, "$label: not acted on before blocking_timeout");
+	cmp_ok($h_ms, '<', $timeout_ms + 1500, "$label: acted on soon after the deadline");
+	return;
 }
 
 # ig_close($session): end a session whatever state it is in (it may have
