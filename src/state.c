@@ -356,6 +356,7 @@ ig_load_state(void)
 		return;
 	}
 
+	memset(&hdr, 0, sizeof(hdr));
 	INIT_CRC32C(crc);
 	if (!ig_last_stop_was_clean())
 		problem = "the server did not shut down cleanly";
