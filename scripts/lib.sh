@@ -313,20 +313,23 @@ ig_print_checks() {
 
 # --- benchmarks ----------------------------------------------------------
 
-# ig_bench_prepare: what every bench/ script does first: install what is
-# missing, build and install idle_guard from a copy of the tree, and make
-# a run directory for a throwaway cluster.  Sets REPO, PG_CONFIG, BINDIR,
-# BUILD_DIR and RUN_DIR, and clears libpq's environment so nothing
-# reaches another server.  The caller removes BUILD_DIR and RUN_DIR.
+# ig_bench_prepare [NAME]: what every bench/ script and the soak do
+# first: install what is missing, build and install idle_guard from a copy
+# of the tree, and make a run directory for a throwaway cluster, in
+# /tmp/NAME_build.XXXXXX and /tmp/NAME.XXXXXX (NAME defaults to
+# idle_guard_bench).  Sets REPO, PG_CONFIG, BINDIR, BUILD_DIR and RUN_DIR,
+# and clears libpq's environment so nothing reaches another server.  The
+# caller removes BUILD_DIR and RUN_DIR.
 ig_bench_prepare() {
+	local name=${1:-idle_guard_bench}
 	REPO=$(ig_repo_root)
 	bash "$REPO/scripts/setup.sh"
 	PG_CONFIG=$(ig_pg_config)
 	# shellcheck disable=SC2034 # set for the calling script
 	BINDIR=$("$PG_CONFIG" --bindir)
 	unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGOPTIONS PGDATA PGAPPNAME
-	BUILD_DIR=$(ig_mktemp_dir idle_guard_bench_build)
-	RUN_DIR=$(ig_mktemp_dir idle_guard_bench)
+	BUILD_DIR=$(ig_mktemp_dir "${name}_build")
+	RUN_DIR=$(ig_mktemp_dir "$name")
 	ig_copy_source "$REPO" "$BUILD_DIR" >/dev/null
 	ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
 		ig_die "could not build and install idle_guard"

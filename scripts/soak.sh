@@ -13,7 +13,7 @@
 # Steps:
 #   1. installs what is missing (scripts/setup.sh, python3-psycopg2), builds
 #      idle_guard with -Werror from a copy of the tree and installs it into
-#      PostgreSQL 15 (soak_prepare, below);
+#      PostgreSQL 15 (ig_bench_prepare, scripts/lib.sh);
 #   2. starts a throwaway cluster on 127.0.0.1 (first free port from 55600)
 #      with idle_guard preloaded: action terminate, blocking_timeout 2.5 s,
 #      idle_timeout 8 s, naptime 200 ms, an exempt role and application
@@ -83,26 +83,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# soak_prepare: like ig_bench_prepare, with directories of the soak's own
-# names: install what is missing, build and install idle_guard from a copy
-# of the tree, make a run directory for the cluster.  Sets REPO, PG_CONFIG,
-# BINDIR, BUILD_DIR and RUN_DIR, and clears libpq's environment.
-soak_prepare() {
-	REPO=$(ig_repo_root)
-	bash "$REPO/scripts/setup.sh"
-	ig_apt_install_missing python3-psycopg2
-	PG_CONFIG=$(ig_pg_config)
-	BINDIR=$("$PG_CONFIG" --bindir)
-	unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGOPTIONS PGDATA PGAPPNAME
-	BUILD_DIR=$(ig_mktemp_dir idle_guard_soak_build)
-	RUN_DIR=$(ig_mktemp_dir idle_guard_soak)
-	ig_copy_source "$REPO" "$BUILD_DIR" >/dev/null
-	ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
-		ig_die "could not build and install idle_guard"
-	ig_give_to_server_user "$RUN_DIR"
-}
-
-soak_prepare
+# Install what is missing (the soak's driver needs psycopg2 besides what
+# the benchmarks need), build and install idle_guard, make the run
+# directory: /tmp/idle_guard_soak*.
+ig_apt_install_missing python3-psycopg2
+ig_bench_prepare idle_guard_soak
 
 # Two connections per client, the admin's, and room to spare.
 MAX_CONN=$((CLIENTS * 2 + 40))
