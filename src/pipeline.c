@@ -70,8 +70,7 @@ idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults, bool exact)
 	for (i = 0; i < sweep->nsessions; i++)
 	{
 		IgSession  *s = &sweep->sessions[i];
-		char	   *rolename = OidIsValid(s->userid) ?
-			GetUserNameFromId(s->userid, true) : NULL;
+		char	   *rolename = GetUserNameFromId(s->userid, true);
 		IgPolicy	own;
 
 		s->facts.exempt = idle_guard_role_exempt(rolename) ||

@@ -155,7 +155,7 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 		else
 			nulls[j++] = true;
 
-		name = OidIsValid(s->userid) ? GetUserNameFromId(s->userid, true) : NULL;
+		name = GetUserNameFromId(s->userid, true);
 		if (name)
 			values[j++] = ig_name_datum(name);
 		else
