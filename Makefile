@@ -8,6 +8,7 @@ MODULE_big = idle_guard
 OBJS = \
 	src/idle_guard.o \
 	src/state.o \
+	src/names.o \
 	src/backends.o \
 	src/observe.o \
 	src/prepared.o \

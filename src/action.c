@@ -33,23 +33,25 @@
 
 #include <signal.h>
 
-#include "commands/dbcommands.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/wait_event.h"
 
 #include "compat.h"
 #include "idle_guard.h"
 
-/* Names and texts describing one target, resolved once per action */
+/*
+ * Names and texts describing one target, resolved once per action.  A
+ * name that cannot be read without waiting (names.c) is left empty, and
+ * the LOG line gives the OID instead.
+ */
 typedef struct IgTarget
 {
-	const char *usename;
-	const char *datname;
+	char		usename[NAMEDATALEN];	/* "" = unknown */
+	char		datname[NAMEDATALEN];	/* "" = unknown */
 	char		client[IG_ADDR_LEN];
 	IgRecord   *record;			/* the postmortem record of the action */
 } IgTarget;
@@ -60,6 +62,9 @@ static void ig_log_action(const IgSession *s, const IgTarget *t,
 						  TimestampTz now);
 static void ig_append_quoted(StringInfo buf, const char *key,
 							 const char *value);
+static void ig_append_name(StringInfo buf, const char *key,
+						   const char *name, Oid oid);
+static void ig_append_escaped(StringInfo buf, const char *value);
 
 /* Outcome of the re-check of a target under ProcArrayLock */
 typedef enum IgRecheck
@@ -102,16 +107,13 @@ idle_guard_act(IgSession *s)
 	present = idle_guard_build_record(s, rec, &cur, &state);
 	t.record = rec;
 
-	if (s->reason == IG_REASON_PREPARED && s->gid[0] == '\0')
-		(void) idle_guard_lookup_gid(s);
-
 	if (s->decision.action == IG_DO_REPORT)
 	{
 		ig_log_action(s, &t, s->reason == IG_REASON_PREPARED ?
 					  "prepared transaction holds locks" :
 					  "silent session holds locks", "report", now);
 		idle_guard_record(s, t.usename, t.datname, t.client, now,
-						  "reported", NULL, rec);
+						  IG_HIST_REPORTED, NULL, rec);
 		return IG_ACT_DONE;
 	}
 
@@ -153,7 +155,7 @@ idle_guard_act(IgSession *s)
 	{
 		case IG_RECHECK_OK:
 			idle_guard_record(s, t.usename, t.datname, t.client, now,
-							  "terminated", "SIGTERM sent", rec);
+							  IG_HIST_TERMINATED, "SIGTERM sent", rec);
 			return IG_ACT_DONE;
 		case IG_RECHECK_ENDED:
 			ig_spare(s, &t, now, why);
@@ -177,7 +179,7 @@ ig_spare(IgSession *s, const IgTarget *t, TimestampTz now, const char *why)
 					s->key.pid, why),
 			 errhidestmt(true), errhidecontext(true)));
 	idle_guard_record(s, t->usename, t->datname, t->client, now,
-					  "skipped", why, t->record);
+					  IG_HIST_SKIPPED, why, t->record);
 }
 
 /*
@@ -230,12 +232,16 @@ ig_recheck(const IgSession *s, bool send_signal, const char **why)
 	return result;
 }
 
-/* Resolve the names a LOG line and a history entry show */
+/*
+ * Resolve the names a LOG line and a history entry show, without waiting
+ * for a lock: a session holding pg_authid or pg_database locked may be the
+ * very one being acted on.
+ */
 static void
 ig_resolve_target(const IgSession *s, IgTarget *t)
 {
-	t->usename = GetUserNameFromId(s->userid, true);
-	t->datname = get_database_name(s->dbid);
+	(void) idle_guard_role_name(s->userid, t->usename);
+	(void) idle_guard_database_name(s->dbid, t->datname);
 	if (!idle_guard_client_addr_text(&s->clientaddr, t->client,
 									 sizeof(t->client)))
 		t->client[0] = '\0';	/* Unix socket: "local" in the log */
@@ -243,8 +249,11 @@ ig_resolve_target(const IgSession *s, IgTarget *t)
 
 /*
  * Write the one LOG line of an action.  Its fields are key=value pairs in
- * a fixed order so that log pipelines can parse them; names that may hold
- * blanks are double-quoted.
+ * a fixed order so that log pipelines can parse them.  Every value that
+ * comes from a name, a gid or a client is double-quoted and escaped (see
+ * ig_append_escaped), so an action is exactly one physical line whatever
+ * those contain; a role or database whose name could not be read without
+ * waiting is given as user_oid=N or db_oid=N instead.
  */
 static void
 ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
@@ -258,14 +267,14 @@ ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
 		/* no backend: no pid, application or client */
 		appendStringInfo(&buf, " xid=%u", s->xid);
 		ig_append_quoted(&buf, "gid", s->gid);
-		ig_append_quoted(&buf, "user", t->usename);
-		ig_append_quoted(&buf, "db", t->datname);
+		ig_append_name(&buf, "user", t->usename, s->userid);
+		ig_append_name(&buf, "db", t->datname, s->dbid);
 	}
 	else
 	{
 		appendStringInfo(&buf, " pid=%d", s->key.pid);
-		ig_append_quoted(&buf, "user", t->usename);
-		ig_append_quoted(&buf, "db", t->datname);
+		ig_append_name(&buf, "user", t->usename, s->userid);
+		ig_append_name(&buf, "db", t->datname, s->dbid);
 		ig_append_quoted(&buf, "app", s->appname);
 		appendStringInfo(&buf, " client=%s",
 						 t->client[0] ? t->client : "local");
@@ -276,11 +285,26 @@ ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
 					 idle_guard_rule_name(s->decision.rule), action);
 	ig_append_quoted(&buf, "reason", idle_guard_reason_name(s->reason));
 
-	/* idle_guard never ends a prepared transaction: say what would */
+	/*
+	 * idle_guard never ends a prepared transaction: say what would.  The
+	 * gid and the database name are escaped here too.
+	 */
 	if (s->reason == IG_REASON_PREPARED && s->gid[0] != '\0')
-		appendStringInfo(&buf, "; ROLLBACK PREPARED %s in database %s would end it",
-						 quote_literal_cstr(s->gid),
-						 quote_identifier(t->datname ? t->datname : ""));
+	{
+		char	   *sql = psprintf("ROLLBACK PREPARED %s",
+								   quote_literal_cstr(s->gid));
+
+		appendStringInfoString(&buf, "; ");
+		ig_append_escaped(&buf, sql);
+		if (t->datname[0] != '\0')
+		{
+			appendStringInfoString(&buf, " in database ");
+			ig_append_escaped(&buf, quote_identifier(t->datname));
+		}
+		else
+			appendStringInfo(&buf, " in the database of OID %u", s->dbid);
+		appendStringInfoString(&buf, " would end it");
+	}
 	else if (s->reason == IG_REASON_PREPARED)
 		appendStringInfo(&buf, "; ROLLBACK PREPARED of the gid that pg_prepared_xacts shows for transaction %u would end it",
 						 s->xid);
@@ -292,18 +316,70 @@ ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
 	pfree(buf.data);
 }
 
-/* Append ' key="value"', escaping backslashes and double quotes */
+/* Append ' key="value"', the value escaped */
 static void
 ig_append_quoted(StringInfo buf, const char *key, const char *value)
 {
-	const char *p;
-
 	appendStringInfo(buf, " %s=\"", key);
-	for (p = value ? value : ""; *p; p++)
-	{
-		if (*p == '"' || *p == '\\')
-			appendStringInfoChar(buf, '\\');
-		appendStringInfoChar(buf, *p);
-	}
+	ig_append_escaped(buf, value ? value : "");
 	appendStringInfoChar(buf, '"');
+}
+
+/*
+ * Append ' key="name"', or ' key_oid=N' when the name is unknown (empty):
+ * a bare number in the name's place could be mistaken for a role or
+ * database named so.
+ */
+static void
+ig_append_name(StringInfo buf, const char *key, const char *name, Oid oid)
+{
+	if (name[0] != '\0')
+		ig_append_quoted(buf, key, name);
+	else
+		appendStringInfo(buf, " %s_oid=%u", key, oid);
+}
+
+/*
+ * Append value escaped for the LOG line, so that it can neither end the
+ * line nor the quoted value it sits in, and a parser recovers every byte:
+ * printable ASCII stays as it is but for backslash and double quote, which
+ * become \\ and \"; newline, carriage return and tab become \n, \r and
+ * \t; every other byte (control characters, DEL, and each byte of a
+ * non-ASCII character, whatever the encoding) becomes \xHH, two lowercase
+ * hex digits.  Non-ASCII names are thus logged as their bytes: the worker
+ * has no database encoding to judge them by, and some log pipelines split
+ * lines on Unicode separators too.
+ */
+static void
+ig_append_escaped(StringInfo buf, const char *value)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *) value; *p; p++)
+	{
+		switch (*p)
+		{
+			case '\\':
+				appendStringInfoString(buf, "\\\\");
+				break;
+			case '"':
+				appendStringInfoString(buf, "\\\"");
+				break;
+			case '\n':
+				appendStringInfoString(buf, "\\n");
+				break;
+			case '\r':
+				appendStringInfoString(buf, "\\r");
+				break;
+			case '\t':
+				appendStringInfoString(buf, "\\t");
+				break;
+			default:
+				if (*p < 0x20 || *p > 0x7e)
+					appendStringInfo(buf, "\\x%02x", *p);
+				else
+					appendStringInfoChar(buf, (char) *p);
+				break;
+		}
+	}
 }

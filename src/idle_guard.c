@@ -69,6 +69,7 @@ typedef struct IgNameList
 } IgNameList;
 
 static IgNameList *ig_exempt_roles = NULL;
+static uint64 ig_exempt_roles_generation = 0;	/* bumped by each assignment */
 static IgNameList *ig_exempt_apps = NULL;
 
 static shmem_request_hook_type ig_prev_shmem_request_hook = NULL;
@@ -181,9 +182,10 @@ _PG_init(void)
 	DefineCustomStringVariable("idle_guard.exempt_applications",
 							   "Application names whose sessions are never acted on.",
 							   "A comma-separated list of application_name values; an entry "
-							   "ending in \"*\" matches every name that starts with it.",
+							   "ending in \"*\" matches every name that starts with it.  Any "
+							   "client can set its own application_name: prefer exempt_roles.",
 							   &idle_guard_exempt_applications,
-							   "pg_dump",
+							   "",
 							   PGC_SIGHUP,
 							   GUC_LIST_INPUT,
 							   ig_check_exempt_applications,
@@ -357,6 +359,7 @@ static void
 ig_assign_exempt_roles(const char *newval, void *extra)
 {
 	ig_exempt_roles = (IgNameList *) extra;
+	ig_exempt_roles_generation++;
 }
 
 /*
@@ -459,6 +462,27 @@ bool
 idle_guard_role_exempt(const char *rolename)
 {
 	return ig_name_in_list(ig_exempt_roles, rolename, false);
+}
+
+/* Does idle_guard.exempt_roles name any role? */
+bool
+idle_guard_exempt_roles_listed(void)
+{
+	return ig_exempt_roles != NULL && ig_exempt_roles->count > 0;
+}
+
+/*
+ * The names of idle_guard.exempt_roles, one after another, each
+ * NUL-terminated; *count of them.  *generation changes whenever the
+ * setting is assigned, so a caller can tell that what it derived from the
+ * list is out of date.
+ */
+const char *
+idle_guard_exempt_role_names(int *count, uint64 *generation)
+{
+	*generation = ig_exempt_roles_generation;
+	*count = ig_exempt_roles ? ig_exempt_roles->count : 0;
+	return ig_exempt_roles ? ig_exempt_roles->names : "";
 }
 
 /* Is a session with this application_name exempt? */

@@ -334,6 +334,14 @@ typedef struct IgRecord
 	IgPolicySource policy_source;
 } IgRecord;
 
+/* What one history entry says was done */
+typedef enum IgHistoryAction
+{
+	IG_HIST_REPORTED = 0,
+	IG_HIST_TERMINATED,
+	IG_HIST_SKIPPED
+} IgHistoryAction;
+
 /* One entry of the history ring */
 typedef struct IgHistoryEntry
 {
@@ -348,7 +356,9 @@ typedef struct IgHistoryEntry
 	int			locks_held;
 	int			blocked_total;
 	IgRule		rule;
-	char		action[12];		/* reported, terminated, skipped */
+	IgHistoryAction action;
+	Oid			dbid;			/* for a name not known when recorded */
+	uint32		unused;			/* keeps the 1.3 entry size (see state.c) */
 	char		detail[128];
 	IgReason	reason;
 	char		gid[GIDSIZE];	/* "" unless a prepared transaction */
@@ -356,15 +366,14 @@ typedef struct IgHistoryEntry
 } IgHistoryEntry;
 
 /*
- * The worker's request to the gid lookup worker (prepared.c), and its
- * answer: the gid of one prepared transaction.
+ * The gid of one prepared transaction, as the gid lookup worker found it
+ * (prepared.c); kept by the index of its dummy PGPROC.
  */
-typedef struct IgGidLookup
+typedef struct IgPreparedGid
 {
-	TransactionId xid;			/* the prepared transaction asked about */
-	bool		found;			/* gid is its gid */
+	TransactionId xid;			/* InvalidTransactionId = nothing known */
 	char		gid[GIDSIZE];
-} IgGidLookup;
+} IgPreparedGid;
 
 /*
  * Shared state.  "lock" protects every field; the worker is the only
@@ -387,7 +396,8 @@ typedef struct IgShared
 								 * kept here so a restarted worker remembers */
 	IgObservation *observations;	/* by PGPROC index, prepared transactions'
 									 * dummy PGPROCs included */
-	IgGidLookup gid_lookup;
+	IgPreparedGid *gids;		/* by index in PreparedXactProcs; written by
+								 * the gid lookup worker */
 	int			nobserved;		/* valid entries in observations[] */
 	int64		sweeps;
 	TimestampTz last_sweep_at;
@@ -414,7 +424,17 @@ extern PGDLLIMPORT char *idle_guard_exempt_roles;
 extern PGDLLIMPORT char *idle_guard_exempt_applications;
 extern void idle_guard_current_policy(IgPolicy *policy);
 extern bool idle_guard_role_exempt(const char *rolename);
+extern bool idle_guard_exempt_roles_listed(void);
+extern const char *idle_guard_exempt_role_names(int *count,
+												uint64 *generation);
 extern bool idle_guard_application_exempt(const char *appname);
+
+/* names.c: catalog reads that never wait */
+extern bool idle_guard_lock_catalog(Oid relid, Oid indexid);
+extern void idle_guard_unlock_catalog(Oid relid, Oid indexid);
+extern bool idle_guard_role_name(Oid roleid, char *buf);
+extern bool idle_guard_database_name(Oid dbid, char *buf);
+extern bool idle_guard_role_oid_exempt(Oid roleid);
 
 /* state.c */
 extern IgShared *idle_guard_shared;
@@ -425,8 +445,9 @@ extern void idle_guard_wake_worker(void);
 extern void idle_guard_publish_defaults(const IgPolicy *policy);
 extern void idle_guard_record(const IgSession *s, const char *usename,
 							  const char *datname, const char *client,
-							  TimestampTz at, const char *action,
+							  TimestampTz at, IgHistoryAction action,
 							  const char *detail, const IgRecord *record);
+extern const char *idle_guard_history_action_name(IgHistoryAction action);
 extern void idle_guard_reset_state(void);
 
 /* backends.c */
@@ -444,7 +465,7 @@ extern void idle_guard_observe_sessions(IgSweep *sweep);
 /* prepared.c */
 extern void idle_guard_add_prepared(IgSweep *sweep, int room);
 extern void idle_guard_prepared_gids(IgSweep *sweep);
-extern bool idle_guard_lookup_gid(IgSession *s);
+extern void idle_guard_worker_gids(IgSweep *sweep);
 extern PGDLLEXPORT void idle_guard_gid_main(Datum main_arg);
 
 /* locks.c */

@@ -18,7 +18,8 @@
  * idle_guard.session_locks is on).  The exemption lists apply whatever
  * that policy says.
  *
- * Must run inside a transaction: exemption by role needs the role's name.
+ * Must run inside a transaction: exemption by role may need the role's
+ * name, read without waiting (names.c).
  *
  * Copyright (c) 2026, idle_guard developers
  *
@@ -70,10 +71,9 @@ idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults, bool exact)
 	for (i = 0; i < sweep->nsessions; i++)
 	{
 		IgSession  *s = &sweep->sessions[i];
-		char	   *rolename = GetUserNameFromId(s->userid, true);
 		IgPolicy	own;
 
-		s->facts.exempt = idle_guard_role_exempt(rolename) ||
+		s->facts.exempt = idle_guard_role_oid_exempt(s->userid) ||
 			idle_guard_application_exempt(s->appname);
 		idle_guard_effective_policy(defaults, s->procno, s->key.pid,
 									s->key.proc_start, &own,

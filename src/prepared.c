@@ -15,11 +15,19 @@
  *
  * Naming them.  The gid is private to twophase.c too; its public face is
  * pg_prepared_xact(), the function behind the pg_prepared_xacts view.  That
- * function looks up its result types in pg_type, which needs a database:
- * idle_guard_report() runs in one and calls it directly, but the worker is
- * connected to no database.  When the worker is about to report a prepared
- * transaction, it starts a short-lived background worker in that
- * transaction's database to read the gid, and waits a bounded time for it.
+ * function looks up its result types in pg_type, which needs a database,
+ * and the worker is connected to none.  When the worker sees a prepared
+ * transaction whose gid it does not know, it starts a short-lived
+ * background worker in that transaction's database, which reads every
+ * gid and publishes them in shared memory, and goes on without waiting
+ * for it: the lookup worker may itself wait (to connect, or on pg_type),
+ * and nothing may delay the main worker.  The gid is picked up at a later
+ * sweep; an action due before it is known logs the xid instead.  A lookup
+ * still running after IG_GID_LOOKUP_MS is stopped, and one is tried again
+ * after IG_GID_RETRY_MS, or at once when a new prepared transaction
+ * appears.  idle_guard_report() uses the published gids, and calls
+ * pg_prepared_xact() itself for the others when pg_type can be read
+ * without waiting.
  *
  * idle_guard never ends a prepared transaction: it cannot be signalled,
  * and only its owner's application knows whether to commit it or roll it
@@ -36,6 +44,7 @@
 
 #include "access/twophase.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -43,12 +52,12 @@
 #include "nodes/execnodes.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
-#include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -58,17 +67,24 @@
 #define IG_PX_XID		1
 #define IG_PX_GID		2
 
-/* How long the worker waits for the gid lookup, in milliseconds */
+/* How long a gid lookup may run, and when to try again, in milliseconds */
 #define IG_GID_LOOKUP_MS 5000
+#define IG_GID_RETRY_MS 10000
+
+/* In the worker: the gid lookup worker started last, while it runs */
+static BackgroundWorkerHandle *ig_gid_handle = NULL;
+static TimestampTz ig_gid_started = 0;
 
 /* Called for each row of pg_prepared_xact(): xid and gid */
 typedef void (*IgGidCallback) (TransactionId xid, const char *gid,
 							   void *arg);
 
 static void ig_scan_gids(IgGidCallback callback, void *arg);
+static bool ig_copy_published_gids(IgSweep *sweep);
 static void ig_fill_sweep_gid(TransactionId xid, const char *gid, void *arg);
-static void ig_fill_lookup_gid(TransactionId xid, const char *gid,
-							   void *arg);
+static void ig_publish_gid(TransactionId xid, const char *gid, void *arg);
+static bool ig_gid_lookup_running(TimestampTz now);
+static void ig_start_gid_lookup(Oid dbid, TimestampTz now);
 
 /*
  * idle_guard_add_prepared
@@ -115,22 +131,81 @@ idle_guard_add_prepared(IgSweep *sweep, int room)
 
 /*
  * idle_guard_prepared_gids
- *		Fill in the gid of every prepared transaction of the sweep.  Only in
+ *		Fill in the gid of every prepared transaction of the sweep: those
+ *		published by the gid lookup worker, then the others from
+ *		pg_prepared_xact() if pg_type can be read without waiting.  Only in
  *		a backend connected to a database (idle_guard_report()).
  */
 void
 idle_guard_prepared_gids(IgSweep *sweep)
 {
+	if (!ig_copy_published_gids(sweep))
+		return;
+	if (!idle_guard_lock_catalog(TypeRelationId, TypeOidIndexId))
+		return;
+	ig_scan_gids(ig_fill_sweep_gid, sweep);
+	idle_guard_unlock_catalog(TypeRelationId, TypeOidIndexId);
+}
+
+/*
+ * idle_guard_worker_gids
+ *		In the worker: fill in the gids published so far, and start a gid
+ *		lookup if some prepared transaction still has none.  Never waits.
+ */
+void
+idle_guard_worker_gids(IgSweep *sweep)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		new_since = false;
+	Oid			dbid = InvalidOid;
 	int			i;
+
+	if (!ig_copy_published_gids(sweep) || ig_gid_lookup_running(now))
+		return;
 
 	for (i = 0; i < sweep->nsessions; i++)
 	{
-		if (sweep->sessions[i].reason == IG_REASON_PREPARED)
-		{
-			ig_scan_gids(ig_fill_sweep_gid, sweep);
-			return;
-		}
+		IgSession  *s = &sweep->sessions[i];
+
+		if (s->reason != IG_REASON_PREPARED || s->gid[0] != '\0')
+			continue;
+		dbid = s->dbid;
+		if (s->silent_since > ig_gid_started)
+			new_since = true;
 	}
+	if (new_since ||
+		TimestampDifferenceExceeds(ig_gid_started, now, IG_GID_RETRY_MS))
+		ig_start_gid_lookup(dbid, now);
+}
+
+/*
+ * Copy the published gids into the sweep's prepared transactions.  Returns
+ * true if some prepared transaction still has no gid.
+ */
+static bool
+ig_copy_published_gids(IgSweep *sweep)
+{
+	IgShared   *sh = idle_guard_shared;
+	bool		missing = false;
+	int			i;
+
+	LWLockAcquire(sh->lock, LW_SHARED);
+	for (i = 0; i < sweep->nsessions; i++)
+	{
+		IgSession  *s = &sweep->sessions[i];
+		int			index;
+
+		if (s->reason != IG_REASON_PREPARED)
+			continue;
+		index = s->procno - (int) (PreparedXactProcs - ProcGlobal->allProcs);
+		if (index >= 0 && index < max_prepared_xacts &&
+			TransactionIdEquals(sh->gids[index].xid, s->xid))
+			strlcpy(s->gid, sh->gids[index].gid, GIDSIZE);
+		if (s->gid[0] == '\0')
+			missing = true;
+	}
+	LWLockRelease(sh->lock);
+	return missing;
 }
 
 /* Copy a gid into the sweep's session of that xid */
@@ -203,79 +278,57 @@ ig_scan_gids(IgGidCallback callback, void *arg)
 }
 
 /*
- * idle_guard_lookup_gid
- *		In the worker: find the gid of prepared transaction s by starting a
- *		background worker in its database, and copy it into s->gid.
- *		Returns false, leaving s->gid empty, if the gid could not be read
- *		within IG_GID_LOOKUP_MS (no free worker slot, the transaction
- *		ended, or the database refused the connection).
+ * Is the gid lookup started last still running?  One that has run past
+ * IG_GID_LOOKUP_MS is asked to stop, and counts as running until it has.
  */
-bool
-idle_guard_lookup_gid(IgSession *s)
+static bool
+ig_gid_lookup_running(TimestampTz now)
 {
-	IgShared   *sh = idle_guard_shared;
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-	TimestampTz give_up;
-	bool		found = false;
 	pid_t		pid;
 
-	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-	memset(&sh->gid_lookup, 0, sizeof(sh->gid_lookup));
-	sh->gid_lookup.xid = s->xid;
-	LWLockRelease(sh->lock);
+	if (ig_gid_handle == NULL)
+		return false;
+	if (GetBackgroundWorkerPid(ig_gid_handle, &pid) == BGWH_STOPPED)
+	{
+		pfree(ig_gid_handle);
+		ig_gid_handle = NULL;
+		return false;
+	}
+	if (TimestampDifferenceExceeds(ig_gid_started, now, IG_GID_LOOKUP_MS))
+		TerminateBackgroundWorker(ig_gid_handle);
+	return true;
+}
+
+/*
+ * Start a gid lookup worker in database dbid, without waiting for it.  Its
+ * exit sets our latch (bgw_notify_pid).  If no worker slot is free, the
+ * next try comes after IG_GID_RETRY_MS.
+ */
+static void
+ig_start_gid_lookup(Oid dbid, TimestampTz now)
+{
+	BackgroundWorker worker;
+	MemoryContext oldcontext;
 
 	idle_guard_describe_worker(&worker, "idle_guard_gid_main",
 							   "idle_guard gid lookup",
 							   "idle_guard gid lookup", BGW_NEVER_RESTART);
-	worker.bgw_main_arg = ObjectIdGetDatum(s->dbid);
+	worker.bgw_main_arg = ObjectIdGetDatum(dbid);
 	worker.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-		return false;
-
-	/* Wait for it to exit, bounded; the latch is set when it does */
-	give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-										  IG_GID_LOOKUP_MS);
-	for (;;)
-	{
-		long		left;
-
-		if (GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
-			break;
-		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-											   give_up);
-		if (left <= 0)
-		{
-			TerminateBackgroundWorker(handle);
-			break;
-		}
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(left, 100), ig_worker_wait_event());
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-	pfree(handle);
-
-	LWLockAcquire(sh->lock, LW_SHARED);
-	if (sh->gid_lookup.found && TransactionIdEquals(sh->gid_lookup.xid, s->xid))
-	{
-		strlcpy(s->gid, sh->gid_lookup.gid, GIDSIZE);
-		found = true;
-	}
-	LWLockRelease(sh->lock);
-
-	/* the worker's own latch may have been set meanwhile: look again soon */
-	SetLatch(MyLatch);
-	return found;
+	ig_gid_started = now;
+	/* the handle outlives the sweep's memory context */
+	oldcontext = MemoryContextSwitchTo(TopMemoryContext);
+	if (!RegisterDynamicBackgroundWorker(&worker, &ig_gid_handle))
+		ig_gid_handle = NULL;
+	MemoryContextSwitchTo(oldcontext);
 }
 
 /*
  * idle_guard_gid_main
- *		Entry point of the gid lookup worker: connect to the database of the
- *		prepared transaction (main_arg), read pg_prepared_xact(), publish
- *		the gid of the xid the worker asked for, and exit.
+ *		Entry point of the gid lookup worker: connect to the database given
+ *		(main_arg), read pg_prepared_xact(), publish every gid for the
+ *		worker, and exit.
  */
 void
 idle_guard_gid_main(Datum main_arg)
@@ -286,21 +339,28 @@ idle_guard_gid_main(Datum main_arg)
 											  InvalidOid, 0);
 
 	StartTransactionCommand();
-	ig_scan_gids(ig_fill_lookup_gid, NULL);
+	ig_scan_gids(ig_publish_gid, NULL);
 	CommitTransactionCommand();
 }
 
-/* Publish the gid of the xid the worker asked for */
+/*
+ * Publish the gid of a prepared transaction under the index of its dummy
+ * PGPROC, found by its xid.
+ */
 static void
-ig_fill_lookup_gid(TransactionId xid, const char *gid, void *arg)
+ig_publish_gid(TransactionId xid, const char *gid, void *arg)
 {
 	IgShared   *sh = idle_guard_shared;
+	int			i;
 
-	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-	if (TransactionIdEquals(sh->gid_lookup.xid, xid))
+	for (i = 0; i < max_prepared_xacts; i++)
 	{
-		strlcpy(sh->gid_lookup.gid, gid, GIDSIZE);
-		sh->gid_lookup.found = true;
+		if (!TransactionIdEquals(PreparedXactProcs[i].xid, xid))
+			continue;
+		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+		sh->gids[i].xid = xid;
+		strlcpy(sh->gids[i].gid, gid, GIDSIZE);
+		LWLockRelease(sh->lock);
+		break;
 	}
-	LWLockRelease(sh->lock);
 }

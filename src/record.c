@@ -22,6 +22,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_class.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -73,13 +74,10 @@ idle_guard_build_record(const IgSession *s, IgRecord *rec,
 	rec->policy_source = s->policy_source;
 
 	present = idle_guard_describe_sessions(rec, s->key.pid, key, state);
+	/* "" when unknown now: never wait on pg_authid (names.c) */
 	for (i = 0; i < rec->nwaiters; i++)
-	{
-		const char *name = OidIsValid(rec->waiters[i].userid)
-			? GetUserNameFromId(rec->waiters[i].userid, true) : NULL;
-
-		strlcpy(rec->waiters[i].usename, name ? name : "", NAMEDATALEN);
-	}
+		(void) idle_guard_role_name(rec->waiters[i].userid,
+									rec->waiters[i].usename);
 	return present;
 }
 
@@ -208,9 +206,17 @@ ig_json_lock(StringInfo buf, const IgLockHeld *lock)
 	{
 		char	   *relname = NULL;
 
-		/* names resolve only in the relation's own database (or shared) */
-		if (lock->field1 == MyDatabaseId || lock->field1 == InvalidOid)
+		/*
+		 * Names resolve only in the relation's own database (or shared), and
+		 * only if pg_class can be read without waiting: the locks a record
+		 * lists may be on pg_class itself.
+		 */
+		if ((lock->field1 == MyDatabaseId || lock->field1 == InvalidOid) &&
+			idle_guard_lock_catalog(RelationRelationId, ClassOidIndexId))
+		{
 			relname = get_rel_name((Oid) lock->field2);
+			idle_guard_unlock_catalog(RelationRelationId, ClassOidIndexId);
+		}
 		ig_json_key(buf, "database", &first);
 		appendStringInfo(buf, "%u", lock->field1);
 		ig_json_key(buf, "relation", &first);

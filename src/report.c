@@ -23,7 +23,6 @@
 
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
-#include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -74,6 +73,9 @@ static bool ig_can_see(Oid userid);
 static Datum ig_name_datum(const char *name);
 static Datum ig_interval_datum(int64 usecs);
 static Datum ig_inet_datum(const char *addr);
+static void ig_put_name(Datum *values, bool *nulls, int *j,
+						const char *known, Oid oid,
+						bool (*resolve) (Oid oid, char *buf));
 static void ig_put_gid_reason(Datum *values, bool *nulls, int *j,
 							  const char *gid, IgReason reason);
 
@@ -155,17 +157,8 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 		else
 			nulls[j++] = true;
 
-		name = GetUserNameFromId(s->userid, true);
-		if (name)
-			values[j++] = ig_name_datum(name);
-		else
-			nulls[j++] = true;
-
-		name = get_database_name(s->dbid);
-		if (name)
-			values[j++] = ig_name_datum(name);
-		else
-			nulls[j++] = true;
+		ig_put_name(values, nulls, &j, "", s->userid, idle_guard_role_name);
+		ig_put_name(values, nulls, &j, "", s->dbid, idle_guard_database_name);
 
 		if (visible && s->reason != IG_REASON_PREPARED)
 			values[j++] = CStringGetTextDatum(s->appname);
@@ -327,8 +320,10 @@ ig_history(FunctionCallInfo fcinfo, int ncols)
 			values[j++] = Int32GetDatum(e->pid);
 		else
 			nulls[j++] = true;	/* a prepared transaction */
-		values[j++] = ig_name_datum(e->usename);
-		values[j++] = ig_name_datum(e->datname);
+		ig_put_name(values, nulls, &j, e->usename, e->userid,
+					idle_guard_role_name);
+		ig_put_name(values, nulls, &j, e->datname, e->dbid,
+					idle_guard_database_name);
 		if (visible && e->reason != IG_REASON_PREPARED)
 			values[j++] = CStringGetTextDatum(e->appname);
 		else
@@ -344,7 +339,7 @@ ig_history(FunctionCallInfo fcinfo, int ncols)
 			values[j++] = CStringGetTextDatum(rule);
 		else
 			nulls[j++] = true;
-		values[j++] = CStringGetTextDatum(e->action);
+		values[j++] = CStringGetTextDatum(idle_guard_history_action_name(e->action));
 		if (e->detail[0] != '\0')
 			values[j++] = CStringGetTextDatum(e->detail);
 		else
@@ -462,6 +457,33 @@ ig_name_datum(const char *name)
 
 	namestrcpy(n, name);
 	return NameGetDatum(n);
+}
+
+/*
+ * Put a role or database name column: the name known already (the one
+ * recorded with a history entry), else the one read now without waiting
+ * (names.c), else the OID in decimal, as regrole shows an OID it cannot
+ * name; NULL with no OID either.  A name that cannot be
+ * read now is one locked by a session in the pile-up the caller is
+ * probably looking into: waiting for it would hang the report.
+ */
+static void
+ig_put_name(Datum *values, bool *nulls, int *j, const char *known, Oid oid,
+			bool (*resolve) (Oid oid, char *buf))
+{
+	char		buf[NAMEDATALEN];
+
+	if (known[0] != '\0')
+		values[(*j)++] = ig_name_datum(known);
+	else if (resolve(oid, buf))
+		values[(*j)++] = ig_name_datum(buf);
+	else if (OidIsValid(oid))
+	{
+		snprintf(buf, sizeof(buf), "%u", oid);
+		values[(*j)++] = ig_name_datum(buf);
+	}
+	else
+		nulls[(*j)++] = true;
 }
 
 /* An interval Datum of a number of microseconds */

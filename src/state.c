@@ -47,7 +47,18 @@ IgShared   *idle_guard_shared = NULL;
  */
 #define IG_STATE_FILE		PGSTAT_STAT_PERMANENT_DIRECTORY "/idle_guard.stat"
 #define IG_STATE_MAGIC		0x49474831	/* "IGH1" */
-#define IG_STATE_FORMAT		2	/* 2: reason and gid (1.3) */
+#define IG_STATE_FORMAT		3	/* 2: reason and gid (1.3); 3: action as
+									 * a number, and dbid */
+
+/*
+ * Format 2 had "char action[12]" where format 3 has the action, dbid and
+ * an unused word: same size, so a format-2 file is read and converted.
+ */
+#define IG_STATE_FORMAT_V2	2
+#define IG_V2_ACTION_LEN	12
+StaticAssertDecl(offsetof(IgHistoryEntry, detail) -
+				 offsetof(IgHistoryEntry, action) == IG_V2_ACTION_LEN,
+				 "history entry no longer has the size of format 2");
 
 /* Header of the state file; entries and a CRC-32C of all before it follow */
 typedef struct IgStateFileHeader
@@ -65,6 +76,7 @@ typedef struct IgStateFileHeader
 
 static void ig_save_state(int code, Datum arg);
 static void ig_load_state(void);
+static void ig_convert_v2_entry(IgHistoryEntry *e);
 
 /* Number of per-backend policy slots: one per regular PGPROC */
 static int
@@ -106,16 +118,26 @@ ig_episodes_size(void)
 	return MAXALIGN(mul_size(sizeof(IgEpisodeMemory), ig_nepisodes()));
 }
 
+/* Bytes of the observations */
+static Size
+ig_observations_size(void)
+{
+	return MAXALIGN(mul_size(sizeof(IgObservation), ig_nepisodes()));
+}
+
 /*
  * Bytes of shared memory: struct, history ring, per-backend policy slots,
- * per-PGPROC episode memory of the worker and observations
+ * per-PGPROC episode memory of the worker, observations, and the gids of
+ * prepared transactions
  */
 static Size
 ig_shmem_size(void)
 {
-	return add_size(add_size(add_size(ig_ring_size(), ig_slots_size()),
-							 ig_episodes_size()),
-					mul_size(sizeof(IgObservation), ig_nepisodes()));
+	return add_size(add_size(add_size(add_size(ig_ring_size(),
+											   ig_slots_size()),
+									  ig_episodes_size()),
+							 ig_observations_size()),
+					mul_size(sizeof(IgPreparedGid), max_prepared_xacts));
 }
 
 /*
@@ -161,6 +183,9 @@ idle_guard_shmem_startup(void)
 		idle_guard_shared->observations = (IgObservation *)
 			((char *) idle_guard_shared + ig_ring_size() + ig_slots_size() +
 			 ig_episodes_size());
+		idle_guard_shared->gids = (IgPreparedGid *)
+			((char *) idle_guard_shared + ig_ring_size() + ig_slots_size() +
+			 ig_episodes_size() + ig_observations_size());
 		idle_guard_shared->stats_reset = GetCurrentTimestamp();
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -364,7 +389,8 @@ ig_load_state(void)
 		problem = "it is too short";
 	else if (hdr.magic != IG_STATE_MAGIC)
 		problem = "it is not an idle_guard state file";
-	else if (hdr.format != IG_STATE_FORMAT ||
+	else if ((hdr.format != IG_STATE_FORMAT &&
+			  hdr.format != IG_STATE_FORMAT_V2) ||
 			 hdr.entry_size != sizeof(IgHistoryEntry))
 		problem = "it was written by another version of idle_guard";
 	else
@@ -379,6 +405,8 @@ ig_load_state(void)
 			else
 			{
 				COMP_CRC32C(crc, &e, sizeof(e));
+				if (hdr.format == IG_STATE_FORMAT_V2)
+					ig_convert_v2_entry(&e);
 				/* later entries overwrite earlier ones past the ring size */
 				if (sh->history_size > 0)
 					sh->history[i % sh->history_size] = e;
@@ -416,17 +444,59 @@ ig_load_state(void)
 }
 
 /*
+ * Convert an entry read from a format-2 file, whose action was text where
+ * format 3 has the action, dbid and an unused word.  The database of such
+ * an entry is known by name only.
+ */
+static void
+ig_convert_v2_entry(IgHistoryEntry *e)
+{
+	char		text[IG_V2_ACTION_LEN + 1];
+
+	memcpy(text, &e->action, IG_V2_ACTION_LEN);
+	text[IG_V2_ACTION_LEN] = '\0';
+	if (strcmp(text, "terminated") == 0)
+		e->action = IG_HIST_TERMINATED;
+	else if (strcmp(text, "skipped") == 0)
+		e->action = IG_HIST_SKIPPED;
+	else
+		e->action = IG_HIST_REPORTED;
+	e->dbid = InvalidOid;
+	e->unused = 0;
+}
+
+/*
+ * idle_guard_history_action_name
+ *		The word idle_guard_history().action shows.
+ */
+const char *
+idle_guard_history_action_name(IgHistoryAction action)
+{
+	switch (action)
+	{
+		case IG_HIST_TERMINATED:
+			return "terminated";
+		case IG_HIST_SKIPPED:
+			return "skipped";
+		case IG_HIST_REPORTED:
+			break;
+	}
+	return "reported";
+}
+
+/*
  * idle_guard_record
  *		Count one action and append it to the history ring, overwriting the
  *		oldest entry once the ring is full.
  *
- * action is "reported", "terminated" or "skipped".  The names are passed
- * in resolved, since the caller has them for its LOG line already.
+ * The names are passed in resolved, since the caller has them for its LOG
+ * line already; either may be NULL or empty when it could not be read
+ * without waiting, and idle_guard_history() tries again from the OIDs.
  */
 void
 idle_guard_record(const IgSession *s, const char *usename,
 				  const char *datname, const char *client, TimestampTz at,
-				  const char *action, const char *detail,
+				  IgHistoryAction action, const char *detail,
 				  const IgRecord *record)
 {
 	IgShared   *sh = idle_guard_shared;
@@ -434,9 +504,9 @@ idle_guard_record(const IgSession *s, const char *usename,
 
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 
-	if (strcmp(action, "terminated") == 0)
+	if (action == IG_HIST_TERMINATED)
 		sh->terminated++;
-	else if (strcmp(action, "skipped") == 0)
+	else if (action == IG_HIST_SKIPPED)
 		sh->skipped++;
 	else
 		sh->reported++;
@@ -456,7 +526,8 @@ idle_guard_record(const IgSession *s, const char *usename,
 		e->locks_held = s->locks_held;
 		e->blocked_total = s->blocked_total;
 		e->rule = s->decision.rule;
-		strlcpy(e->action, action, sizeof(e->action));
+		e->action = action;
+		e->dbid = s->dbid;
 		strlcpy(e->detail, detail ? detail : "", sizeof(e->detail));
 		e->reason = s->reason;
 		strlcpy(e->gid, s->gid, GIDSIZE);

@@ -201,6 +201,7 @@ ig_sweep(void)
 	oldcontext = MemoryContextSwitchTo(ig_sweep_context);
 
 	idle_guard_collect(&sweep, &policy, false);
+	idle_guard_worker_gids(&sweep);
 
 	/*
 	 * A session silent from now on cannot be due before the shortest timeout
