@@ -183,15 +183,15 @@ idle_guard_load_state(void)
 	memset(&hdr, 0, sizeof(hdr));
 	INIT_CRC32C(crc);
 	if (!ig_last_stop_was_clean())
-		problem = "the server did not shut down cleanly";
+		problem = gettext_noop("The server did not shut down cleanly.");
 	else if (fread(&hdr, sizeof(hdr), 1, file) != 1)
-		problem = "it is too short";
+		problem = gettext_noop("The file is too short.");
 	else if (hdr.magic != IG_STATE_MAGIC)
-		problem = "it is not an idle_guard state file";
+		problem = gettext_noop("The file is not an idle_guard state file.");
 	else if ((hdr.format != IG_STATE_FORMAT &&
 			  hdr.format != IG_STATE_FORMAT_V2) ||
 			 hdr.entry_size != sizeof(IgHistoryEntry))
-		problem = "it was written by another version of idle_guard";
+		problem = gettext_noop("The file was written by another version of idle_guard.");
 	else
 	{
 		COMP_CRC32C(crc, &hdr, sizeof(hdr));
@@ -200,7 +200,7 @@ idle_guard_load_state(void)
 			IgHistoryEntry e;
 
 			if (fread(&e, sizeof(e), 1, file) != 1)
-				problem = "it is truncated";
+				problem = gettext_noop("The file is truncated.");
 			else
 			{
 				COMP_CRC32C(crc, &e, sizeof(e));
@@ -215,16 +215,16 @@ idle_guard_load_state(void)
 		if (problem == NULL &&
 			(fread(&file_crc, sizeof(file_crc), 1, file) != 1 ||
 			 !EQ_CRC32C(crc, file_crc)))
-			problem = "its checksum does not match";
+			problem = gettext_noop("The file's checksum does not match.");
 	}
 	FreeFile(file);
 
 	if (problem != NULL)
 	{
 		ereport(LOG,
-				(errmsg("idle_guard: ignoring file \"%s\": %s",
-						IG_STATE_FILE, problem),
-				 errdetail("The history of idle_guard's actions and its counters start empty.")));
+				(errmsg("idle_guard: ignoring file \"%s\"", IG_STATE_FILE),
+				 errdetail("%s The history of idle_guard's actions and its counters start empty.",
+						   _(problem))));
 		sh->history_next = 0;
 	}
 	else
