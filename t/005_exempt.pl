@@ -3,13 +3,14 @@
 # Exempt sessions are never acted on.  A silent session that blocks a
 # writer past blocking_timeout is spared, and shown by idle_guard_report()
 # with action 'exempt', when its role is in idle_guard.exempt_roles or its
-# application_name matches idle_guard.exempt_applications: by the default
-# entry 'pg_dump', by an exact name, or by a prefix pattern ('etl_*').
-# Each exempt session is seen blocking past its deadline, the worker is
-# seen sweeping after that deadline, and the session is still there and
-# usable.  Non-exempt sessions blocking on the same node at the same time
-# are terminated (so the worker does act there), including names that only
-# nearly match an entry, and 'pg_dump' once the default list is replaced.
+# application_name matches idle_guard.exempt_applications: by an exact
+# name, or by a prefix pattern ('etl_*').  Each exempt session is seen
+# blocking past its deadline, the worker is seen sweeping after that
+# deadline, and the session is still there and usable.  Non-exempt
+# sessions blocking on the same node at the same time are terminated (so
+# the worker does act there), including names that only nearly match an
+# entry.  exempt_applications is empty by default: a client that names
+# itself 'pg_dump' is not exempt (application_name is the client's choice).
 
 use strict;
 use warnings;
@@ -58,10 +59,10 @@ $node->safe_psql(
 });
 
 #
-# Phase 1: exempt by role, and by the default exempt_applications.
+# Phase 1: exempt by role; no application is exempt by default.
 #
 is($node->safe_psql('postgres', 'SHOW idle_guard.exempt_applications'),
-	'pg_dump', 'exempt_applications defaults to pg_dump');
+	'', 'exempt_applications is empty by default');
 
 my ($by_role, $by_role_pid) = ig_silent_session($node, 'batch_loader',
 	'BEGIN; UPDATE jobs SET v = v + 1 WHERE id = 1;',
@@ -72,7 +73,7 @@ is( $node->safe_psql('postgres',
 	'role-exempt session runs as batch');
 
 # What pg_dump does: a repeatable-read snapshot and ACCESS SHARE locks on
-# the tables it dumps, which block DDL.
+# the tables it dumps, which block DDL.  Any client may call itself so.
 my ($dump, $dump_pid) = ig_silent_session($node, 'pg_dump',
 	'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT count(*) FROM dump_me;'
 );
@@ -92,15 +93,18 @@ is( $node->safe_psql('postgres',
 		"SELECT application_name, usename, rule, action, blocked_total "
 		  . "FROM idle_guard_report() ORDER BY application_name"),
 	"batch_loader|batch|blocking|exempt|1\n"
-	  . "pg_dump|postgres|blocking|exempt|1\n"
+	  . "pg_dump|postgres|blocking|terminate|1\n"
 	  . "webapp|postgres|blocking|terminate|1",
-	'report: role and default application exempt, control to be terminated');
+	'report: role exempt, pg_dump by name and control to be terminated');
 
-# Positive control: the worker acts on this node.
+# Positive control: the worker acts on this node, on a session calling
+# itself pg_dump as on any other.
 ig_wait_gone($node, $control_pid, 'non-exempt blocking session terminated');
 is(history_of($node, $control_pid), 'terminated', 'control in history');
+ig_wait_gone($node, $dump_pid, 'application pg_dump not exempt by default');
+is(history_of($node, $dump_pid), 'terminated', 'pg_dump by name in history');
 
-for my $case ([ 'role batch', $by_role_pid ], [ 'app pg_dump', $dump_pid ])
+for my $case ([ 'role batch', $by_role_pid ])
 {
 	my ($what, $pid) = @$case;
 	ig_wait_sweep_after($node, $pid, 2000);
@@ -114,18 +118,17 @@ for my $case ([ 'role batch', $by_role_pid ], [ 'app pg_dump', $dump_pid ])
 # The exempt sessions are intact: they can finish their work, and then the
 # writers they blocked proceed.
 $by_role->query_safe('COMMIT');
-$dump->query_safe('COMMIT');
 ig_wait_for($node,
 	"SELECT count(*) = 0 FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
 	't', 'writers proceed once the exempt sessions commit');
 is($node->safe_psql('postgres', 'SELECT v FROM jobs WHERE id = 1'),
 	'10', 'role-exempt update committed, then the writer\'s');
-$_->quit for ($by_role, $dump, $w_role, $w_dump, $w_control);
+$_->quit for ($by_role, $w_role, $w_dump, $w_control);
 ig_close($control);
+ig_close($dump);
 
 #
-# Phase 2: an exact name and a prefix pattern.  Replacing the list drops
-# the default pg_dump entry.
+# Phase 2: an exact name and a prefix pattern.
 #
 $node->safe_psql('postgres',
 	"ALTER SYSTEM SET idle_guard.exempt_applications = 'nightly_export, etl_*'"
@@ -180,7 +183,7 @@ for my $app (qw(nightly_export etl_nightly))
 }
 
 is($node->safe_psql('postgres', 'SELECT terminated, skipped FROM idle_guard_stats()'),
-	'4|0', 'only the four non-exempt sessions were terminated');
+	'5|0', 'only the five non-exempt sessions were terminated');
 
 for my $app (keys %s)
 {
