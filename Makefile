@@ -7,15 +7,19 @@
 MODULE_big = idle_guard
 OBJS = \
 	src/idle_guard.o \
-	src/state.o \
+	src/shmem.o \
+	src/history.o \
+	src/persist.o \
 	src/names.o \
-	src/backends.o \
-	src/observe.o \
-	src/prepared.o \
-	src/locks.o \
 	src/policy.o \
+	src/backends.o \
+	src/prepared.o \
+	src/observe.o \
+	src/locks.o \
 	src/session_policy.o \
 	src/pipeline.o \
+	src/gid.o \
+	src/gid_worker.o \
 	src/record.o \
 	src/action.o \
 	src/worker.o \
@@ -48,7 +52,7 @@ include $(PGXS)
 
 # Every object depends on the shared headers (PGXS tracks them only when
 # the server was configured with --enable-depend).
-$(OBJS): src/idle_guard.h src/compat.h
+$(OBJS): src/idle_guard.h src/pipeline.h src/policy.h src/compat.h
 
 # A second regression run against a server that does not preload the
 # library: CREATE EXTENSION works, every function explains what is missing.
@@ -62,7 +66,7 @@ installcheck-nopreload:
 
 # The policy decision is a pure function: test it alone, table-driven,
 # without a server.
-test/policy_test: test/policy_test.c src/policy.c src/idle_guard.h
+test/policy_test: test/policy_test.c src/policy.c src/policy.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PG_CPPFLAGS) -I$(includedir_server) \
 		-o $@ test/policy_test.c src/policy.c -L$(pkglibdir) -L$(libdir) -lpgport -lm
 

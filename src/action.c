@@ -58,8 +58,7 @@ typedef struct IgTarget
 
 static void ig_resolve_target(const IgSession *s, IgTarget *t);
 static void ig_log_action(const IgSession *s, const IgTarget *t,
-						  const char *what, const char *action,
-						  TimestampTz now);
+						  const char *what, TimestampTz now);
 static void ig_append_quoted(StringInfo buf, const char *key,
 							 const char *value);
 static void ig_append_name(StringInfo buf, const char *key,
@@ -111,8 +110,8 @@ idle_guard_act(IgSession *s)
 	{
 		ig_log_action(s, &t, s->reason == IG_REASON_PREPARED ?
 					  "prepared transaction holds locks" :
-					  "silent session holds locks", "report", now);
-		idle_guard_record(s, t.usename, t.datname, t.client, now,
+					  "silent session holds locks", now);
+		idle_guard_history_add(s, t.usename, t.datname, t.client, now,
 						  IG_HIST_REPORTED, NULL, rec);
 		return IG_ACT_DONE;
 	}
@@ -150,11 +149,11 @@ idle_guard_act(IgSession *s)
 	}
 
 	/* The LOG line comes before the signal, then the final check */
-	ig_log_action(s, &t, "terminating silent session", "terminate", now);
+	ig_log_action(s, &t, "terminating silent session", now);
 	switch (ig_recheck(s, true, &why))
 	{
 		case IG_RECHECK_OK:
-			idle_guard_record(s, t.usename, t.datname, t.client, now,
+			idle_guard_history_add(s, t.usename, t.datname, t.client, now,
 							  IG_HIST_TERMINATED, "SIGTERM sent", rec);
 			return IG_ACT_DONE;
 		case IG_RECHECK_ENDED:
@@ -178,7 +177,7 @@ ig_spare(IgSession *s, const IgTarget *t, TimestampTz now, const char *why)
 			(errmsg("idle_guard: spared session pid=%d: %s",
 					s->key.pid, why),
 			 errhidestmt(true), errhidecontext(true)));
-	idle_guard_record(s, t->usename, t->datname, t->client, now,
+	idle_guard_history_add(s, t->usename, t->datname, t->client, now,
 					  IG_HIST_SKIPPED, why, t->record);
 }
 
@@ -226,9 +225,12 @@ ig_recheck(const IgSession *s, bool send_signal, const char **why)
 	LWLockRelease(ProcArrayLock);
 
 	if (save_errno != 0)
+	{
+		errno = save_errno;
 		ereport(WARNING,
-				(errmsg("idle_guard: could not send signal to process %d: %s",
-						s->key.pid, strerror(save_errno))));
+				(errmsg("idle_guard: could not send signal to process %d: %m",
+						s->key.pid)));
+	}
 	return result;
 }
 
@@ -257,7 +259,7 @@ ig_resolve_target(const IgSession *s, IgTarget *t)
  */
 static void
 ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
-			  const char *action, TimestampTz now)
+			  TimestampTz now)
 {
 	StringInfoData buf;
 
@@ -282,7 +284,8 @@ ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
 	appendStringInfo(&buf, " silent_s=%.3f locks=%d blocked=%d rule=%s action=%s",
 					 (double) (now - s->silent_since) / USECS_PER_SEC,
 					 s->locks_held, s->blocked_total,
-					 idle_guard_rule_name(s->decision.rule), action);
+					 idle_guard_rule_name(s->decision.rule),
+					 idle_guard_action_name(s->decision.action));
 	ig_append_quoted(&buf, "reason", idle_guard_reason_name(s->reason));
 
 	/*

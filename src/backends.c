@@ -111,8 +111,8 @@ ig_silent_reason(BackendState state, uint32 wait_event_info,
 
 /*
  * idle_guard_snapshot
- *		Fill sweep->sessions with every silent client backend, then every
- *		prepared transaction.
+ *		Fill sweep->sessions with every silent client backend, leaving room
+ *		for max_prepared_xacts more entries (idle_guard_add_prepared()).
  *
  * Only client backends count: walsenders, autovacuum, background workers
  * (idle_guard's own among them) are never judged.  A backend is silent
@@ -188,8 +188,6 @@ idle_guard_snapshot(IgSweep *sweep, bool include_idle)
 	}
 
 	hash_destroy(pidmap);
-
-	idle_guard_add_prepared(sweep, room - sweep->nsessions);
 }
 
 /*

@@ -10,6 +10,11 @@
  *	17: PGPROC's lxid moves into vxid; extensions name their wait events.
  *	18: fast-path lock slots become a variable number of 16-slot groups;
  *		PG_MODULE_MAGIC_EXT carries the module's name and version.
+ *	19: PGPROC.links is renamed waitLink; fewer headers are included by
+ *		others (idle_guard includes access/htup_details.h and
+ *		utils/lsyscache.h itself).  Checked against 19~rc1: anything in
+ *		the lock manager, PGPROC or backend status may still move before
+ *		19.0.
  *
  * Copyright (c) 2026, idle_guard developers
  *
@@ -188,6 +193,16 @@ ig_proc_proclock_next(PGPROC *proc, int partition, PROCLOCK *prev)
 }
 
 /*
+ * The PGPROC member that links a process into a lock's wait queue: "links"
+ * until 18, "waitLink" from 19.
+ */
+#if PG_VERSION_NUM >= 190000
+#define IG_PROC_WAIT_LINK waitLink
+#else
+#define IG_PROC_WAIT_LINK links
+#endif
+
+/*
  * Walk a lock's wait queue from its head (the first in line).  Caller
  * holds the lock's partition lock.
  */
@@ -197,10 +212,10 @@ ig_lock_waiter_next(LOCK *lock, PGPROC *prev)
 #if PG_VERSION_NUM >= 160000
 	dlist_node *next;
 
-	next = prev ? prev->links.next : lock->waitProcs.dlist.head.next;
+	next = prev ? prev->IG_PROC_WAIT_LINK.next : lock->waitProcs.dlist.head.next;
 	if (next == NULL || next == &lock->waitProcs.dlist.head)
 		return NULL;
-	return dlist_container(PGPROC, links, next);
+	return dlist_container(PGPROC, IG_PROC_WAIT_LINK, next);
 #else
 	SHM_QUEUE  *next;
 

@@ -41,12 +41,12 @@ void		_PG_init(void);
 
 /*---- GUC variables ----*/
 
-int			idle_guard_action = IG_ACTION_REPORT;
-int			idle_guard_blocking_timeout = 30 * 1000;
-int			idle_guard_idle_timeout = 5 * 60 * 1000;
-int			idle_guard_naptime = 1000;
-int			idle_guard_history_size = 1000;
-int			idle_guard_prepared_timeout = 30 * 60 * 1000;
+int			idle_guard_action = IG_DEFAULT_ACTION;
+int			idle_guard_blocking_timeout = IG_DEFAULT_BLOCKING_TIMEOUT_MS;
+int			idle_guard_idle_timeout = IG_DEFAULT_IDLE_TIMEOUT_MS;
+int			idle_guard_naptime = IG_DEFAULT_NAPTIME_MS;
+int			idle_guard_history_size = IG_DEFAULT_HISTORY_SIZE;
+int			idle_guard_prepared_timeout = IG_DEFAULT_PREPARED_TIMEOUT_MS;
 bool		idle_guard_session_locks = false;
 char	   *idle_guard_exempt_roles = NULL;
 char	   *idle_guard_exempt_applications = NULL;
@@ -82,6 +82,7 @@ static void ig_assign_blocking(int newval, void *extra);
 static void ig_assign_idle(int newval, void *extra);
 static void ig_shmem_request(void);
 static void ig_shmem_startup(void);
+static void ig_register_worker(void);
 static IgNameList *ig_make_name_list(List *names);
 static bool ig_check_exempt_roles(char **newval, void **extra,
 								  GucSource source);
@@ -108,7 +109,7 @@ _PG_init(void)
 							 "off: nothing; report: write one LOG line per silent episode; "
 							 "terminate: log, then end the session.",
 							 &idle_guard_action,
-							 IG_ACTION_REPORT,
+							 IG_DEFAULT_ACTION,
 							 ig_action_options,
 							 PGC_SUSET,
 							 0,
@@ -118,7 +119,7 @@ _PG_init(void)
 							"How long a silent session may hold locks that another session waits for.",
 							"Counted from the start of the silence; 0 disables this rule.",
 							&idle_guard_blocking_timeout,
-							30 * 1000,
+							IG_DEFAULT_BLOCKING_TIMEOUT_MS,
 							0, INT_MAX,
 							PGC_SUSET,
 							GUC_UNIT_MS,
@@ -128,7 +129,7 @@ _PG_init(void)
 							"How long a silent session may hold locks even if nobody waits for them.",
 							"Counted from the start of the silence; 0 disables this rule.",
 							&idle_guard_idle_timeout,
-							5 * 60 * 1000,
+							IG_DEFAULT_IDLE_TIMEOUT_MS,
 							0, INT_MAX,
 							PGC_SUSET,
 							GUC_UNIT_MS,
@@ -140,7 +141,7 @@ _PG_init(void)
 							"a session whose blocking_timeout has passed is acted on once someone "
 							"starts to wait for it.",
 							&idle_guard_naptime,
-							1000,
+							IG_DEFAULT_NAPTIME_MS,
 							10, 60 * 60 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
@@ -151,7 +152,7 @@ _PG_init(void)
 							"Counted from PREPARE TRANSACTION; 0 disables this rule.  idle_guard "
 							"only reports prepared transactions, it never ends them.",
 							&idle_guard_prepared_timeout,
-							30 * 60 * 1000,
+							IG_DEFAULT_PREPARED_TIMEOUT_MS,
 							0, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
@@ -203,7 +204,7 @@ _PG_init(void)
 							"How many past actions idle_guard_history() keeps.",
 							"Kept in shared memory; changing it needs a restart.",
 							&idle_guard_history_size,
-							1000,
+							IG_DEFAULT_HISTORY_SIZE,
 							0, 10000,
 							PGC_POSTMASTER,
 							0,
@@ -218,7 +219,48 @@ _PG_init(void)
 
 	/* pg_upgrade starts servers that must not be disturbed */
 	if (!IsBinaryUpgrade)
-		idle_guard_register_worker();
+		ig_register_worker();
+}
+
+/* Seconds the postmaster waits before restarting a worker that failed */
+#define IG_RESTART_SECONDS 5
+
+/*
+ * Register the worker (worker.c) at postmaster start.  It needs shared
+ * memory but no database: names come from the shared catalogs.
+ */
+static void
+ig_register_worker(void)
+{
+	BackgroundWorker worker;
+
+	idle_guard_describe_worker(&worker, "idle_guard_worker_main",
+							   "idle_guard worker", "idle_guard",
+							   IG_RESTART_SECONDS);
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * idle_guard_describe_worker
+ *		Fill in a background worker of this library: shared memory and a
+ *		database connection (to none, or to one), started once recovery has
+ *		finished, running function_name.  The main worker and the gid
+ *		lookup worker (gid_worker.c) are both described here.
+ */
+void
+idle_guard_describe_worker(BackgroundWorker *worker,
+						   const char *function_name, const char *name,
+						   const char *type, int restart_time)
+{
+	memset(worker, 0, sizeof(BackgroundWorker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = restart_time;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "idle_guard");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function_name);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
 }
 
 /* Chain the shared-memory request hook, then ask for our share */
@@ -230,13 +272,19 @@ ig_shmem_request(void)
 	idle_guard_shmem_request();
 }
 
-/* Chain the shared-memory startup hook, then attach to our share */
+/*
+ * Chain the shared-memory startup hook, then attach to our share, with
+ * this process's settings as the first published defaults
+ */
 static void
 ig_shmem_startup(void)
 {
+	IgPolicy	defaults;
+
 	if (ig_prev_shmem_startup_hook)
 		ig_prev_shmem_startup_hook();
-	idle_guard_shmem_startup();
+	idle_guard_current_policy(&defaults);
+	idle_guard_shmem_startup(&defaults);
 }
 
 /*
@@ -483,6 +531,22 @@ idle_guard_exempt_role_names(int *count, uint64 *generation)
 	*generation = ig_exempt_roles_generation;
 	*count = ig_exempt_roles ? ig_exempt_roles->count : 0;
 	return ig_exempt_roles ? ig_exempt_roles->names : "";
+}
+
+/*
+ * idle_guard_action_setting_name
+ *		The name of a value of idle_guard.action, from the table the setting
+ *		itself is defined with.
+ */
+const char *
+idle_guard_action_setting_name(IgActionSetting action)
+{
+	const struct config_enum_entry *e;
+
+	for (e = ig_action_options; e->name != NULL; e++)
+		if (e->val == (int) action)
+			return e->name;
+	return "unknown";
 }
 
 /* Is a session with this application_name exempt? */

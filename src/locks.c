@@ -45,7 +45,7 @@
 #include "storage/proc.h"
 
 #include "compat.h"
-#include "idle_guard.h"
+#include "pipeline.h"
 
 /* One edge of the wait graph: waiter waits on blocker */
 typedef struct IgEdge
@@ -225,7 +225,6 @@ idle_guard_lock_table_pass(IgSweep *sweep)
 	for (i = NUM_LOCK_PARTITIONS; --i >= 0;)
 		LWLockRelease(LockHashPartitionLockByIndex(i));
 
-	sweep->graph_built = true;
 	ig_count_waiters(sweep, &edges, nodes, nnodes);
 }
 
@@ -268,7 +267,6 @@ ig_count_main_table_locks(IgSession *s, PGPROC *proc)
 			ig_describe_held(s, &held);
 		}
 	}
-	s->locks_exact = true;
 	s->holds_locks = s->locks_held > 0 || TransactionIdIsValid(s->xid);
 	s->holds_known = true;
 }

@@ -30,6 +30,7 @@
  */
 #include "postgres.h"
 
+#include "access/twophase.h"
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
@@ -60,6 +61,7 @@ idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults, bool exact)
 	/* idle sessions matter only to someone waiting on a lock */
 	sweep->nwaiters = idle_guard_count_lock_waiters();
 	idle_guard_snapshot(sweep, sweep->nwaiters > 0);
+	idle_guard_add_prepared(sweep, max_prepared_xacts);
 	idle_guard_observe_sessions(sweep);
 	if (sweep->nsessions == 0)
 		return;

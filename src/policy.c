@@ -20,7 +20,7 @@
 #include "postgres.h"
 
 #define IDLE_GUARD_POLICY_ONLY
-#include "idle_guard.h"
+#include "policy.h"
 
 /* Microseconds in a millisecond, for TimestampTz arithmetic */
 #define IG_USECS_PER_MS INT64CONST(1000)
@@ -323,4 +323,25 @@ idle_guard_action_name(IgAction action)
 			break;
 	}
 	return "none";
+}
+
+/*
+ * idle_guard_policy_source_name
+ *		The word shown in idle_guard_report().policy_source.
+ */
+const char *
+idle_guard_policy_source_name(IgPolicySource source)
+{
+	switch (source)
+	{
+		case IG_SOURCE_DATABASE:
+			return "database";
+		case IG_SOURCE_ROLE:
+			return "role";
+		case IG_SOURCE_SESSION:
+			return "session";
+		case IG_SOURCE_DEFAULT:
+			break;
+	}
+	return "default";
 }

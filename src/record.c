@@ -104,7 +104,6 @@ idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
 	StringInfoData buf;
 	bool		first = true;
 	int			i;
-	static const char *const actions[] = {"off", "report", "terminate"};
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
@@ -165,7 +164,7 @@ idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
 	appendStringInfo(&buf,
 					 "{\"action\": \"%s\", \"blocking_timeout_ms\": %d, "
 					 "\"idle_timeout_ms\": %d, \"source\": \"%s\"}",
-					 actions[rec->policy.action],
+					 idle_guard_action_setting_name(rec->policy.action),
 					 rec->policy.blocking_timeout_ms,
 					 rec->policy.idle_timeout_ms,
 					 idle_guard_policy_source_name(rec->policy_source));

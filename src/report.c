@@ -21,6 +21,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -69,6 +70,7 @@ PG_FUNCTION_INFO_V1(idle_guard_reset);
 static void ig_report(FunctionCallInfo fcinfo, int ncols);
 static void ig_history(FunctionCallInfo fcinfo, int ncols);
 static Datum ig_stats(FunctionCallInfo fcinfo, int ncols);
+static void ig_check_columns(TupleDesc tupdesc, int ncols);
 static bool ig_can_see(Oid userid);
 static Datum ig_name_datum(const char *name);
 static Datum ig_interval_datum(int64 usecs);
@@ -130,6 +132,7 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 
 	idle_guard_require_loaded();
 	ig_init_srf(fcinfo);
+	ig_check_columns(rsinfo->setDesc, ncols);
 
 	LWLockAcquire(idle_guard_shared->lock, LW_SHARED);
 	defaults = idle_guard_shared->defaults;
@@ -295,6 +298,7 @@ ig_history(FunctionCallInfo fcinfo, int ncols)
 
 	idle_guard_require_loaded();
 	ig_init_srf(fcinfo);
+	ig_check_columns(rsinfo->setDesc, ncols);
 	sh = idle_guard_shared;
 
 	/* Copy out under the lock, build rows after releasing it */
@@ -386,7 +390,7 @@ Datum
 idle_guard_reset(PG_FUNCTION_ARGS)
 {
 	idle_guard_require_loaded();
-	idle_guard_reset_state();
+	idle_guard_history_reset();
 	PG_RETURN_VOID();
 }
 
@@ -403,6 +407,7 @@ ig_stats(FunctionCallInfo fcinfo, int ncols)
 	idle_guard_require_loaded();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	ig_check_columns(tupdesc, ncols);
 
 	LWLockAcquire(idle_guard_shared->lock, LW_SHARED);
 	memcpy(&copy, idle_guard_shared, offsetof(IgShared, history));
@@ -439,6 +444,18 @@ ig_stats(FunctionCallInfo fcinfo, int ncols)
 	Assert(j == ncols);
 
 	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+
+/*
+ * The SQL declaration of a function must have the columns its C entry
+ * fills: a mismatch (a script pointing at the wrong entry) is a bug, not
+ * a user error.
+ */
+static void
+ig_check_columns(TupleDesc tupdesc, int ncols)
+{
+	if (tupdesc->natts != ncols)
+		elog(ERROR, "incorrect number of output arguments");
 }
 
 /* May the caller see the client details of a session of this role? */

@@ -58,7 +58,7 @@ typedef struct IgSourceExtra
 
 /* This backend's current values and their sources (local copy) */
 static IgSessionPolicy ig_local = {
-	IG_ACTION_REPORT, 30 * 1000, 5 * 60 * 1000,
+	IG_DEFAULT_ACTION, IG_DEFAULT_BLOCKING_TIMEOUT_MS, IG_DEFAULT_IDLE_TIMEOUT_MS,
 	{IG_SOURCE_DEFAULT, IG_SOURCE_DEFAULT, IG_SOURCE_DEFAULT}
 };
 
@@ -280,25 +280,4 @@ idle_guard_shortest_session_timeout(void)
 												  sp.idle_timeout_ms);
 	}
 	return shortest;
-}
-
-/*
- * idle_guard_policy_source_name
- *		The word shown in idle_guard_report().policy_source.
- */
-const char *
-idle_guard_policy_source_name(IgPolicySource source)
-{
-	switch (source)
-	{
-		case IG_SOURCE_DATABASE:
-			return "database";
-		case IG_SOURCE_ROLE:
-			return "role";
-		case IG_SOURCE_SESSION:
-			return "session";
-		case IG_SOURCE_DEFAULT:
-			break;
-	}
-	return "default";
 }

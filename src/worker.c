@@ -34,8 +34,6 @@
  */
 #include "postgres.h"
 
-#include <limits.h>
-
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -51,9 +49,6 @@
 #include "compat.h"
 #include "idle_guard.h"
 
-/* Seconds the postmaster waits before restarting a worker that failed */
-#define IG_RESTART_SECONDS 5
-
 static MemoryContext ig_sweep_context = NULL;
 
 static TimestampTz ig_sweep(void);
@@ -61,44 +56,6 @@ static IgEpisodeMemory *ig_episode_for(const IgSession *s);
 static void ig_publish_sweep(TimestampTz start, int guarded);
 static void ig_worker_detach(int code, Datum arg);
 static void ig_publish_policy(void);
-
-/*
- * idle_guard_register_worker
- *		Register the worker at postmaster start.  It needs shared memory
- *		but no database: names come from the shared catalogs.
- */
-void
-idle_guard_register_worker(void)
-{
-	BackgroundWorker worker;
-
-	idle_guard_describe_worker(&worker, "idle_guard_worker_main",
-							   "idle_guard worker", "idle_guard",
-							   IG_RESTART_SECONDS);
-	RegisterBackgroundWorker(&worker);
-}
-
-/*
- * idle_guard_describe_worker
- *		Fill in a background worker of this library: shared memory and a
- *		database connection (to none, or to one), started once recovery has
- *		finished, running function_name.
- */
-void
-idle_guard_describe_worker(BackgroundWorker *worker,
-						   const char *function_name, const char *name,
-						   const char *type, int restart_time)
-{
-	memset(worker, 0, sizeof(BackgroundWorker));
-	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker->bgw_restart_time = restart_time;
-	snprintf(worker->bgw_library_name, BGW_MAXLEN, "idle_guard");
-	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function_name);
-	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", name);
-	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
-}
 
 /*
  * idle_guard_worker_main
@@ -138,7 +95,6 @@ idle_guard_worker_main(Datum main_arg)
 
 	for (;;)
 	{
-		TimestampTz now;
 		long		sleep_ms;
 
 		CHECK_FOR_INTERRUPTS();
@@ -155,20 +111,12 @@ idle_guard_worker_main(Datum main_arg)
 		if (pg_atomic_exchange_u32(&idle_guard_shared->wake_pending, 0) != 0)
 			next_sweep = 0;
 
-		now = GetCurrentTimestamp();
-		if (now >= next_sweep)
+		if (GetCurrentTimestamp() >= next_sweep)
 			next_sweep = ig_sweep();
 
-		now = GetCurrentTimestamp();
-		if (next_sweep <= now)
-			sleep_ms = 0;
-		else
-		{
-			/* round up, so we never wake before the deadline */
-			TimestampTz diff = next_sweep - now;
-
-			sleep_ms = (long) Min((diff + 999) / 1000, (TimestampTz) INT_MAX);
-		}
+		/* rounded up, so we never wake before the deadline; 0 if past */
+		sleep_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+												   next_sweep);
 
 		if (sleep_ms != 0)
 			(void) WaitLatch(MyLatch,

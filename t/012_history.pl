@@ -144,7 +144,7 @@ close($fh);
 my $offset = -s $node->logfile;
 $node->start;
 $node->wait_for_log(
-	qr/idle_guard: ignoring file "pg_stat\/idle_guard.stat": its checksum does not match/,
+	qr/idle_guard: ignoring file "pg_stat\/idle_guard.stat"\n.*DETAIL:  The file's checksum does not match\./,
 	$offset);
 pass('a corrupt state file is ignored with a LOG line');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM idle_guard_history()'),

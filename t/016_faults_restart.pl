@@ -168,7 +168,7 @@ ok($node->log_contains(qr/database system was not properly shut down; automatic 
 # start ignores the file.
 is($node->safe_psql('postgres', 'SELECT count(*) FROM idle_guard_history()'),
 	'0', 'after an immediate stop the history is empty (it survives clean restarts only)');
-ok($node->log_contains(qr/idle_guard: ignoring file "pg_stat\/idle_guard.stat": the server did not shut down cleanly/, $offset),
+ok($node->log_contains(qr/idle_guard: ignoring file "pg_stat\/idle_guard.stat"\n.*DETAIL:  The server did not shut down cleanly\./, $offset),
 	'... and the log says why');
 worker_acts('after the immediate restarts');
 my $log = slurp_file($node->logfile, $offset);

@@ -22,8 +22,7 @@
 
 #include <stdio.h>
 
-#define IDLE_GUARD_POLICY_ONLY
-#include "idle_guard.h"
+#include "policy.h"
 
 #define MS(x)	((TimestampTz) (x) * 1000)
 #define NOW		MS(1000000000)	/* an arbitrary "now" */

@@ -1,0 +1,149 @@
+/*-------------------------------------------------------------------------
+ *
+ * pipeline.h
+ *		The stages of idle_guard's pipeline before the action, shared by the
+ *		worker and idle_guard_report(): the snapshot of silent sessions,
+ *		their locks and waiters, and one pass that decides each one.
+ *
+ *	backends.c	snapshot of silent client backends
+ *	prepared.c	prepared transactions in the snapshot
+ *	observe.c	timing of silences that have no timestamp
+ *	locks.c		what each one holds and who waits on it
+ *	pipeline.c	runs the steps above and the pure decision (policy.h)
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/pipeline.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef IDLE_GUARD_PIPELINE_H
+#define IDLE_GUARD_PIPELINE_H
+
+#include "access/xact.h"
+#include "libpq/pqcomm.h"
+#include "utils/backend_status.h"
+
+#include "policy.h"
+
+/* Length of a textual client address, as inet_ntop would write it */
+#define IG_ADDR_LEN		64
+
+/*
+ * Bounds of the postmortem record kept with each history entry (about
+ * 8 kB an entry): the locks held and the sessions waiting beyond these
+ * counts are counted but not described, and query texts are clipped.
+ */
+#define IG_RECORD_MAX_LOCKS		16
+#define IG_RECORD_MAX_WAITERS	16
+#define IG_QUERY_LEN			1024
+#define IG_WAITER_QUERY_LEN		256
+
+/* One lock a silent session holds, as its lock tag and modes */
+typedef struct IgLockHeld
+{
+	uint8		locktype;		/* LockTagType */
+	bool		fastpath;
+	uint16		modes;			/* LOCKMASK: bit m = mode m held */
+	uint32		field1;			/* lock tag fields, as in pg_locks */
+	uint32		field2;
+	uint32		field3;
+	uint16		field4;
+} IgLockHeld;
+
+/* One session waiting on a silent session (directly or through the queue) */
+typedef struct IgWaiterFact
+{
+	int			pid;
+	uint8		mode;			/* lock mode it requests */
+	uint8		locktype;		/* LockTagType of the lock it waits on */
+	bool		direct;			/* waits on the silent session itself */
+	TimestampTz wait_start;		/* when its lock wait began; 0 = unknown */
+} IgWaiterFact;
+
+/*
+ * Everything the pipeline learns about one silent client backend.  Filled
+ * by backends.c (status), locks.c (locks and waiters) and pipeline.c
+ * (exemption and decision).
+ */
+typedef struct IgSession
+{
+	IgEpisodeKey key;			/* pid, process start, state start, lxid; for
+								 * a prepared transaction: 0, 0, 0, xid */
+	IgReason	reason;			/* the shape of its silence */
+	TimestampTz silent_since;	/* start of the silence, or its first
+								 * observation (see observe.c) */
+	int			procno;			/* index in ProcGlobal->allProcs */
+	Oid			userid;			/* a prepared transaction's owner */
+	Oid			dbid;
+	BackendState state;			/* STATE_UNDEFINED for a prepared xact */
+	uint32		wait_event_info;	/* as read from its PGPROC */
+	char		gid[GIDSIZE];	/* a prepared transaction's; else "" */
+	TimestampTz xact_start;
+	TransactionId xid;
+	TransactionId xmin;
+	char		appname[NAMEDATALEN];
+	SockAddr	clientaddr;
+
+	/* locks.c */
+	bool		holds_known;	/* true once holds_locks is certain */
+	bool		holds_locks;
+	int			locks_held;		/* pg_locks rows, but its own xid/vxid */
+	int			strongest_mode; /* NoLock if none */
+	int			blocked_direct;
+	int			blocked_total;
+	int		   *blocked_pids;	/* transitive waiters, sorted; palloc'd */
+	IgWaiterFact *waiters;		/* the same, with what each waits for */
+	int			nheld;			/* locks described in held[] */
+	IgLockHeld	held[IG_RECORD_MAX_LOCKS];
+
+	/* pipeline.c */
+	IgPolicy	policy;			/* the policy that applies to it */
+	IgPolicySource policy_source;	/* most specific source among its values */
+	IgFacts		facts;
+	IgDecision	decision;
+} IgSession;
+
+/* One pass of the pipeline: every silent session found */
+typedef struct IgSweep
+{
+	TimestampTz now;
+	int			nsessions;
+	IgSession  *sessions;
+	int			nwaiters;		/* backends waiting on a heavyweight lock */
+} IgSweep;
+
+/* backends.c */
+extern void idle_guard_snapshot(IgSweep *sweep, bool session_locks);
+extern const char *idle_guard_state_name(const IgSession *s);
+extern bool idle_guard_client_addr_text(const SockAddr *addr, char *buf,
+										size_t buflen);
+
+/* prepared.c: prepared transactions in the snapshot */
+extern void idle_guard_add_prepared(IgSweep *sweep, int room);
+
+/* gid.c: their gids */
+extern void idle_guard_prepared_gids(IgSweep *sweep);
+extern bool idle_guard_copy_published_gids(IgSweep *sweep);
+extern void idle_guard_publish_gids(void);
+
+/* observe.c */
+extern void idle_guard_observe_sessions(IgSweep *sweep);
+
+/* locks.c */
+extern void idle_guard_fastpath_locks(IgSweep *sweep);
+extern int	idle_guard_count_lock_waiters(void);
+extern void idle_guard_lock_table_pass(IgSweep *sweep);
+
+/* session_policy.c: the policy of one session */
+extern void idle_guard_effective_policy(const IgPolicy *defaults, int procno,
+										int pid, TimestampTz proc_start,
+										IgPolicy *policy,
+										IgPolicySource *source);
+
+/* pipeline.c */
+extern void idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults,
+							   bool exact);
+
+#endif							/* IDLE_GUARD_PIPELINE_H */

@@ -1,0 +1,159 @@
+/*-------------------------------------------------------------------------
+ *
+ * policy.h
+ *		The pure decision of idle_guard's pipeline: the facts about one
+ *		silent session, the policy, and what follows from them.
+ *
+ * policy.c is compiled into a standalone unit test (test/policy_test.c) as
+ * well as into the module, so this header pulls in nothing beyond
+ * postgres.h and the timestamp type.
+ *
+ * Copyright (c) 2026, idle_guard developers
+ *
+ * IDENTIFICATION
+ *	  src/policy.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef IDLE_GUARD_POLICY_H
+#define IDLE_GUARD_POLICY_H
+
+#include "datatype/timestamp.h"
+
+/* Values of idle_guard.action, in increasing strength */
+typedef enum IgActionSetting
+{
+	IG_ACTION_OFF = 0,
+	IG_ACTION_REPORT,
+	IG_ACTION_TERMINATE
+} IgActionSetting;
+
+/*
+ * Why a session counts as silent: each way a client can leave a backend
+ * waiting on it while locks are held.  The names are those of
+ * idle_guard_report().silent_reason.
+ */
+typedef enum IgReason
+{
+	IG_REASON_IDLE_XACT = 0,	/* idle in transaction */
+	IG_REASON_CLIENT_WRITE,		/* active, blocked sending results the client
+								 * does not read */
+	IG_REASON_REQUEST_INCOMPLETE,	/* active, waiting for the rest of an
+									 * extended-protocol request */
+	IG_REASON_PREPARED,			/* a prepared transaction: no backend */
+	IG_REASON_SESSION_LOCK		/* idle (or aborted), holding a session-level
+								 * lock someone waits on */
+} IgReason;
+
+/* The rule that fires for a session */
+typedef enum IgRule
+{
+	IG_RULE_NONE = 0,			/* nothing would fire given current facts */
+	IG_RULE_BLOCKING,			/* blocking someone past blocking_timeout */
+	IG_RULE_IDLE				/* silent past idle_timeout */
+} IgRule;
+
+/* What idle_guard does (or would do) to a session */
+typedef enum IgAction
+{
+	IG_DO_NONE = 0,				/* no rule applies, or idle_guard.action = off */
+	IG_DO_REPORT,
+	IG_DO_TERMINATE,
+	IG_DO_EXEMPT				/* a rule applies but the session is exempt */
+} IgAction;
+
+/* The policy in force: copied from the GUCs, passed to the pure decision */
+typedef struct IgPolicy
+{
+	IgActionSetting action;
+	int			blocking_timeout_ms;	/* 0 = never */
+	int			idle_timeout_ms;	/* 0 = never */
+	int			prepared_timeout_ms;	/* 0 = never; prepared xacts only */
+	bool		session_locks;	/* may terminate for session-level locks */
+} IgPolicy;
+
+/* The facts about one silent session that the decision looks at */
+typedef struct IgFacts
+{
+	TimestampTz silent_since;	/* when it started waiting on its client */
+	bool		holds_locks;	/* any lock but its own xid/vxid, or an xid */
+	int			blocked_total;	/* sessions waiting on it, transitively */
+	bool		exempt;			/* exempt by role or application */
+	bool		observed;		/* silent_since is only the first observation
+								 * of a silence with no timestamp: it must be
+								 * looked at again every naptime */
+} IgFacts;
+
+/* The outcome of the decision */
+typedef struct IgDecision
+{
+	IgRule		rule;			/* rule that fires given current facts */
+	TimestampTz deadline;		/* when it fires; 0 if rule is NONE */
+	IgAction	action;			/* what happens at the deadline */
+	bool		due;			/* deadline reached: act now */
+	TimestampTz wake_at;		/* next time the facts alone could change the
+								 * outcome; 0 = never */
+	bool		needs_poll;		/* would fire at once if someone started to
+								 * wait on it: look again after naptime */
+} IgDecision;
+
+/*
+ * What identifies one silent episode of one backend: the same pid in the
+ * same process incarnation, silent since the same state change, in the
+ * same local transaction.  A reused pid has another process start; a
+ * client that woke up and went silent again has another state start.
+ */
+typedef struct IgEpisodeKey
+{
+	int			pid;
+	TimestampTz proc_start;
+	TimestampTz state_start;
+	uint32		lxid;
+} IgEpisodeKey;
+
+/*
+ * What the pipeline remembers of a silence that has no timestamp of its
+ * own (client not reading, request incomplete): when it was first seen,
+ * when last, and how often the backend had woken up by then.
+ */
+typedef struct IgObservation
+{
+	IgEpisodeKey key;			/* what was observed */
+	IgReason	reason;
+	bool		wakeups_known;	/* wakeups is from /proc/<pid>/status */
+	uint64		wakeups;		/* the backend's voluntary context switches */
+	TimestampTz first_seen;		/* start of the silence as observed; 0 = no
+								 * observation */
+	TimestampTz last_seen;
+} IgObservation;
+
+/* Where a session's policy value came from, least to most specific */
+typedef enum IgPolicySource
+{
+	IG_SOURCE_DEFAULT = 0,		/* postgresql.conf or built-in default */
+	IG_SOURCE_DATABASE,			/* ALTER DATABASE ... SET */
+	IG_SOURCE_ROLE,				/* ALTER ROLE [... IN DATABASE] ... SET */
+	IG_SOURCE_SESSION			/* SET, SET LOCAL, connection options */
+} IgPolicySource;
+
+/* policy.c */
+extern void idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
+							  TimestampTz now, IgDecision *out);
+extern bool idle_guard_same_episode(const IgEpisodeKey *seen,
+									const IgEpisodeKey *now);
+extern bool idle_guard_app_matches(const char *pattern, const char *appname);
+extern int	idle_guard_shorter_timeout(int a, int b);
+extern IgAction idle_guard_policy_action(IgActionSetting setting);
+extern const char *idle_guard_rule_name(IgRule rule);
+extern const char *idle_guard_action_name(IgAction action);
+extern const char *idle_guard_reason_name(IgReason reason);
+extern const char *idle_guard_policy_source_name(IgPolicySource source);
+extern void idle_guard_policy_for_reason(const IgPolicy *policy,
+										 IgReason reason, IgPolicy *out);
+extern TimestampTz idle_guard_observe(IgObservation *obs,
+									  const IgEpisodeKey *key,
+									  IgReason reason, bool wakeups_known,
+									  uint64 wakeups, TimestampTz now,
+									  int max_gap_ms);
+
+#endif							/* IDLE_GUARD_POLICY_H */
