@@ -30,6 +30,9 @@ our @EXPORT = qw(
   ig_worker_looks_now
   ig_close
   ig_check_terminated
+  ig_node_initdb
+  ig_parse_log_line
+  ig_log_lines
 );
 
 # ig_node($name, %settings): init and start a node with idle_guard preloaded
@@ -40,6 +43,14 @@ our @EXPORT = qw(
 sub ig_node
 {
 	my ($name, %settings) = @_;
+	return ig_node_initdb($name, [], %settings);
+}
+
+# ig_node_initdb($name, \@initdb_args, %settings): ig_node, with extra
+# initdb arguments, e.g. [ '--encoding=UTF8', '--locale=C' ].
+sub ig_node_initdb
+{
+	my ($name, $initdb_args, %settings) = @_;
 	my %conf = (
 		shared_preload_libraries => "'idle_guard'",
 		autovacuum => 'off',
@@ -49,7 +60,7 @@ sub ig_node
 		'idle_guard.naptime' => "'100ms'",
 		%settings);
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(extra => $initdb_args);
 	$node->append_conf('postgresql.conf',
 		join('', map { "$_ = $conf{$_}\n" } sort keys %conf));
 	$node->start;
@@ -192,6 +203,57 @@ sub ig_close
 	my ($s) = @_;
 	eval { $s->{run}->kill_kill; };
 	return;
+}
+
+# ig_parse_log_line($line): the fields of one idle_guard action line (README,
+# "The log line"), or undef if the line does not have that exact shape.
+# Returns a hashref: key => value for every " key=value" pair, the value
+# either a double-quoted escaped string, returned unescaped (bytes), or a
+# bare token up to the next blank; _keys, the keys in their order; _what,
+# the text between "idle_guard: " and the first key; _tail, the unescaped
+# text after "; ", if any.  Escaped text holds printable ASCII but for \ and
+# ", which must be escaped as \\ and \"; \n, \r, \t and \xHH (two lowercase
+# hex digits) stand for their byte.  Anything else fails the parse.
+sub ig_parse_log_line
+{
+	my ($line) = @_;
+	my $esc = qr/(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\\"nrt]|\\x[0-9a-f]{2})*/;
+	my $bare = qr/[\x21\x23-\x7e]+/;
+	my $pair = qr/ [a-z_]+=(?:"$esc"|$bare)/;
+	my $unescape = sub {
+		my ($s) = @_;
+		my %byte = ('\\' => '\\', '"' => '"', n => "\n", r => "\r", t => "\t");
+		$s =~ s/\\(x([0-9a-f]{2})|.)/defined $2 ? chr(hex $2) : $byte{$1}/ge;
+		return $s;
+	};
+
+	# From the first "idle_guard: " on: a quoted value may hold that text too.
+	my $at = index($line, 'idle_guard: ');
+	return undef if $at < 0;
+	$line = substr($line, $at);
+	$line =~ s/\n\z//;
+	return undef
+	  unless $line =~ /\Aidle_guard: ([^=]*?)((?:$pair)+)(?:; ($esc))?\z/;
+	my %f = (_what => $1, _keys => []);
+	my ($pairs, $tail) = ($2, $3);
+	$f{_tail} = $unescape->($tail) if defined $tail;
+	while ($pairs =~ / ([a-z_]+)=(?:"($esc)"|($bare))/g)
+	{
+		push @{ $f{_keys} }, $1;
+		$f{$1} = defined $2 ? $unescape->($2) : $3;
+	}
+	return \%f;
+}
+
+# ig_log_lines($node, $offset, $regex): the complete physical lines (without
+# their newline) of the server log after byte $offset that match $regex.
+# A last line not yet ended by a newline is left out.
+sub ig_log_lines
+{
+	my ($node, $offset, $regex) = @_;
+	my $log = slurp_file($node->logfile, $offset);
+	$log =~ s/[^\n]*\z//;
+	return grep { /$regex/ } split /\n/, $log;
 }
 
 1;
