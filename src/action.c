@@ -268,7 +268,8 @@ ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
 	{
 		/* no backend: no pid, application or client */
 		appendStringInfo(&buf, " xid=%u", s->xid);
-		ig_append_quoted(&buf, "gid", s->gid);
+		if (s->gid_known)
+			ig_append_quoted(&buf, "gid", s->gid);
 		ig_append_name(&buf, "user", t->usename, s->userid);
 		ig_append_name(&buf, "db", t->datname, s->dbid);
 	}
@@ -292,7 +293,7 @@ ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
 	 * idle_guard never ends a prepared transaction: say what would.  The
 	 * gid and the database name are escaped here too.
 	 */
-	if (s->reason == IG_REASON_PREPARED && s->gid[0] != '\0')
+	if (s->reason == IG_REASON_PREPARED && s->gid_known)
 	{
 		char	   *sql = psprintf("ROLLBACK PREPARED %s",
 								   quote_literal_cstr(s->gid));

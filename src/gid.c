@@ -100,8 +100,11 @@ idle_guard_copy_published_gids(IgSweep *sweep)
 		index = s->procno - (int) (PreparedXactProcs - ProcGlobal->allProcs);
 		if (index >= 0 && index < max_prepared_xacts &&
 			TransactionIdEquals(sh->gids[index].xid, s->xid))
+		{
 			strlcpy(s->gid, sh->gids[index].gid, GIDSIZE);
-		if (s->gid[0] == '\0')
+			s->gid_known = true;
+		}
+		if (!s->gid_known)
 			missing = true;
 	}
 	LWLockRelease(sh->lock);
@@ -120,7 +123,10 @@ ig_fill_sweep_gid(TransactionId xid, const char *gid, void *arg)
 		IgSession  *s = &sweep->sessions[i];
 
 		if (s->reason == IG_REASON_PREPARED && TransactionIdEquals(s->xid, xid))
+		{
 			strlcpy(s->gid, gid, GIDSIZE);
+			s->gid_known = true;
+		}
 	}
 }
 

@@ -62,7 +62,7 @@ idle_guard_worker_gids(IgSweep *sweep)
 	{
 		IgSession  *s = &sweep->sessions[i];
 
-		if (s->reason != IG_REASON_PREPARED || s->gid[0] != '\0')
+		if (s->reason != IG_REASON_PREPARED || s->gid_known)
 			continue;
 		dbid = s->dbid;
 		if (s->silent_since > ig_gid_started)

@@ -84,6 +84,8 @@ idle_guard_history_add(const IgSession *s, const char *usename,
 		strlcpy(e->detail, detail ? detail : "", sizeof(e->detail));
 		e->reason = s->reason;
 		strlcpy(e->gid, s->gid, GIDSIZE);
+		if (s->gid_known)
+			e->flags |= IG_HIST_GID_KNOWN;
 		if (record)
 			e->record = *record;
 		sh->history_next++;

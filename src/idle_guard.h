@@ -132,6 +132,9 @@ typedef enum IgHistoryAction
 	IG_HIST_SKIPPED
 } IgHistoryAction;
 
+/* IgHistoryEntry.flags: gid is the prepared transaction's gid */
+#define IG_HIST_GID_KNOWN	0x0001
+
 /* One entry of the history ring */
 typedef struct IgHistoryEntry
 {
@@ -148,7 +151,8 @@ typedef struct IgHistoryEntry
 	IgRule		rule;
 	IgHistoryAction action;
 	Oid			dbid;			/* for a name not known when recorded */
-	uint32		unused;			/* keeps the 1.3 entry size (see state.c) */
+	uint32		flags;			/* IG_HIST_GID_KNOWN; in the word that keeps
+								 * the 1.3 entry size (see persist.c) */
 	char		detail[128];
 	IgReason	reason;
 	char		gid[GIDSIZE];	/* "" unless a prepared transaction */

@@ -261,5 +261,5 @@ ig_convert_v2_entry(IgHistoryEntry *e)
 	else
 		e->action = IG_HIST_REPORTED;
 	e->dbid = InvalidOid;
-	e->unused = 0;
+	e->flags = e->gid[0] != '\0' ? IG_HIST_GID_KNOWN : 0;
 }

@@ -79,7 +79,8 @@ typedef struct IgSession
 	Oid			dbid;
 	BackendState state;			/* STATE_UNDEFINED for a prepared xact */
 	uint32		wait_event_info;	/* as read from its PGPROC */
-	char		gid[GIDSIZE];	/* a prepared transaction's; else "" */
+	char		gid[GIDSIZE];	/* a prepared transaction's, once known */
+	bool		gid_known;		/* gid is known ("" is a valid gid) */
 	TimestampTz xact_start;
 	TransactionId xid;
 	TransactionId xmin;

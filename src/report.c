@@ -244,7 +244,8 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 			values[j++] = CStringGetTextDatum(idle_guard_policy_source_name(s->policy_source));
 		}
 		if (ncols >= IDLE_GUARD_REPORT_COLS_V1_3)
-			ig_put_gid_reason(values, nulls, &j, s->gid, s->reason);
+			ig_put_gid_reason(values, nulls, &j, s->gid_known ? s->gid : NULL,
+							  s->reason);
 
 		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -354,7 +355,9 @@ ig_history(FunctionCallInfo fcinfo, int ncols)
 			values[j++] = idle_guard_record_jsonb(&e->record, e->userid,
 												  ig_can_see);
 		if (ncols >= IDLE_GUARD_HISTORY_COLS_V1_3)
-			ig_put_gid_reason(values, nulls, &j, e->gid, e->reason);
+			ig_put_gid_reason(values, nulls, &j,
+							  (e->flags & IG_HIST_GID_KNOWN) ? e->gid : NULL,
+							  e->reason);
 
 		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -522,13 +525,14 @@ ig_inet_datum(const char *addr)
 
 /*
  * Put the columns added in 1.3, in both the report and the history: the
- * gid of a prepared transaction (NULL for a session) and the reason.
+ * gid of a prepared transaction (NULL for a session, or while the gid
+ * is not known) and the reason.
  */
 static void
 ig_put_gid_reason(Datum *values, bool *nulls, int *j, const char *gid,
 				  IgReason reason)
 {
-	if (gid[0] != '\0')
+	if (gid != NULL)
 		values[(*j)++] = CStringGetTextDatum(gid);
 	else
 		nulls[(*j)++] = true;

@@ -19,6 +19,7 @@
 #	   log prefix), the gid parses back exactly, the history has it, and
 #	   the tail after "; " is the ROLLBACK PREPARED with the gid as a SQL
 #	   literal: run as it is, it ends the prepared transaction;
+#	c2. an empty gid (valid) is gid="", and '' in the report and history;
 #	d. in a SQL_ASCII database, whose own name holds bytes that are not
 #	   UTF-8, a quote, a backslash and a tab, a role whose name is not
 #	   UTF-8 either: its session is terminated and a gid of raw bytes is
@@ -291,6 +292,36 @@ ig_wait_for($node,
 	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $c_w_pid AND wait_event_type = 'Lock'",
 	't', 'c: the waiter proceeds');
 $c_w->quit;
+
+#
+# c2. An empty gid is a gid: PREPARE TRANSACTION '' is valid.  It is named
+# gid="" (not left out as unknown), the tail says how to end it, and the
+# history and the report show '' (not NULL).
+#
+$offset = -s $node->logfile;
+$hist = value('SELECT count(*) FROM idle_guard_history()');
+$node->safe_psql('postgres',
+	"BEGIN; UPDATE t SET v = v + 1 WHERE id = 2; PREPARE TRANSACTION '';");
+$xid = value("SELECT transaction FROM pg_prepared_xacts WHERE gid = ''");
+ok($xid, 'c2: the transaction is prepared with an empty gid');
+my ($c2_w, $c2_w_pid) = ig_waiting_session($node, 'w_empty_gid',
+	'UPDATE t SET v = 10 WHERE id = 2;');
+is(value("SELECT gid IS NOT NULL AND gid = '' FROM idle_guard_report() WHERE pid IS NULL"),
+	't', "c2: the report shows the gid ''");
+ig_wait_for($node,
+	"SELECT count(*) = 1 FROM idle_guard_history() WHERE gid = ''",
+	't', "c2: reported in the history with the gid ''");
+$node->wait_for_log(qr/idle_guard: prepared transaction holds locks xid=$xid /, $offset);
+@lines = action_lines($offset);
+is(scalar @lines, 1, 'c2: one idle_guard line');
+is(history_since($hist), 1, 'c2: one action in the history');
+check_prepared_line($lines[0] // '', $xid, '', 'postgres', 'postgres',
+	"ROLLBACK PREPARED '' in database postgres would end it", 'c2');
+value("ROLLBACK PREPARED ''");
+ig_wait_for($node,
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $c2_w_pid AND wait_event_type = 'Lock'",
+	't', 'c2: the waiter proceeds');
+$c2_w->quit;
 
 #
 # d. Bytes that are not UTF-8, in a SQL_ASCII database.
