@@ -75,7 +75,7 @@ for my $f (qw(idle_guard_report idle_guard_history idle_guard_stats))
 my ($holder, $pid) = ig_silent_session($node, 'secret_app',
 	'BEGIN; UPDATE orders SET qty = qty + 1 WHERE id = 1;',
 	user => 'app_user',
-	host => '127.0.0.1');
+	hostaddr => '127.0.0.1');
 is( $node->safe_psql('postgres',
 		"SELECT usename, application_name, client_addr FROM pg_stat_activity WHERE pid = $pid"
 	),

@@ -48,39 +48,6 @@ my $huge = "SELECT repeat('x', 10000) FROM generate_series(1, 200000)";
 my $big_rows = 40000;
 my $big = "SELECT repeat('x', 1000) FROM generate_series(1, $big_rows)";
 
-sub value
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
-sub history_of
-{
-	my ($pid) = @_;
-	return value("SELECT count(*) FROM idle_guard_history() WHERE pid = $pid");
-}
-
-# Wait until the backend $pid is active in ClientWrite, and stays there
-# (two reads 200 ms apart).
-sub wait_client_write
-{
-	my ($pid, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $q = "SELECT state = 'active' AND wait_event = 'ClientWrite' "
-	  . "FROM pg_stat_activity WHERE pid = $pid";
-	my $ok = 0;
-	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-	while (time < $deadline)
-	{
-		if (value($q) eq 't')
-		{
-			usleep(200_000);
-			if (value($q) eq 't') { $ok = 1; last; }
-		}
-		usleep(50_000);
-	}
-	ok($ok, $what);
-}
-
 # Wait until idle_guard_report() lists $pid.
 sub wait_in_report
 {
@@ -112,15 +79,15 @@ sub wait_in_report
 		  . "AND state = 'active' AND query LIKE 'SELECT repeat%'",
 		't', 'a: psql is fetching the large result');
 	$psql->signal('STOP');
-	my $pid = value("SELECT pid FROM pg_stat_activity WHERE application_name = 'stalled_psql'");
-	wait_client_write($pid, 'a: the stopped psql leaves its backend active in ClientWrite');
-	cmp_ok(value("SELECT count(*) FROM pg_locks WHERE pid = $pid AND relation = 't'::regclass"),
+	my $pid = ig_value($node, "SELECT pid FROM pg_stat_activity WHERE application_name = 'stalled_psql'");
+	ig_wait_client_write($node, $pid, 'a: the stopped psql leaves its backend active in ClientWrite');
+	cmp_ok(ig_value($node, "SELECT count(*) FROM pg_locks WHERE pid = $pid AND relation = 't'::regclass"),
 		'>=', 1, 'a: it holds its lock on t');
 
 	my ($alter, $alter_pid) = ig_waiting_session($node, 'migration',
 		'ALTER TABLE t ADD COLUMN w int;');
 	wait_in_report($pid, 'a: the report lists the backend');
-	is( value(
+	is( ig_value($node,
 			"SELECT state, wait_event, silent_reason, gid IS NULL, locks_held > 0, "
 			  . "blocked_direct, blocked_total, blocked_pids, rule, action, "
 			  . "silent_since >= xact_start "
@@ -129,14 +96,17 @@ sub wait_in_report
 		'a: report: active, ClientWrite, client not reading, blocking the ALTER');
 
 	ig_wait_gone($node, $pid, 'a: the stalled backend is terminated');
-	ig_wait_for($node,
-		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $alter_pid AND wait_event_type = 'Lock'",
-		't', 'a: the ALTER no longer waits');
+	ig_wait_unblocked($node, $alter_pid, 'a: the ALTER no longer waits');
 	$alter->query_safe('SELECT 1');
-	is(value("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'w'"),
+	is(ig_value($node, "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'w'"),
 		'1', 'a: the ALTER TABLE committed');
 
-	ig_check_terminated($node, $offset, $pid, 'stalled_psql', 'client not reading', $blocking_ms, 'a');
+	ig_check_terminated($node, $pid,
+		offset => $offset,
+		app => 'stalled_psql',
+		reason => 'client not reading',
+		timeout_ms => $blocking_ms,
+		label => 'a');
 
 	$psql->signal('CONT');
 	eval { $psql->kill_kill; };
@@ -160,12 +130,12 @@ sub wait_in_report
 		$got += $n;
 	}
 	is($got, 65536, 'b: the raw client read 64 kB of the result');
-	wait_client_write($pid, 'b: then its backend sits in ClientWrite');
+	ig_wait_client_write($node, $pid, 'b: then its backend sits in ClientWrite');
 
 	my ($writer, $writer_pid) = ig_waiting_session($node, 'raw_writer',
 		'UPDATE r SET v = v + 10 WHERE id = 1;');
 	wait_in_report($pid, 'b: the report lists the backend');
-	is( value(
+	is( ig_value($node,
 			"SELECT state, wait_event, silent_reason, backend_xid IS NOT NULL, "
 			  . "blocked_total, blocked_pids, rule, action "
 			  . "FROM idle_guard_report() WHERE pid = $pid"),
@@ -173,11 +143,9 @@ sub wait_in_report
 		'b: report: client not reading, blocking the writer');
 
 	ig_wait_gone($node, $pid, 'b: the backend is terminated');
-	ig_wait_for($node,
-		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $writer_pid AND wait_event_type = 'Lock'",
-		't', 'b: the writer no longer waits');
+	ig_wait_unblocked($node, $writer_pid, 'b: the writer no longer waits');
 	$writer->query_safe('SELECT 1');
-	is(value('SELECT v FROM r WHERE id = 1'), '10',
+	is(ig_value($node, 'SELECT v FROM r WHERE id = 1'), '10',
 		'b: the stalled transaction was rolled back, the writer committed');
 
 	# The client finds its connection closed once it reads again: what was
@@ -186,9 +154,7 @@ sub wait_in_report
 	$reads++ while !$c->eof && $c->read_some(65536) > 0 && $reads < 100_000;
 	ok($c->eof, 'b: the raw client sees its connection closed');
 
-	is( value(
-			"SELECT rule || ',' || action || ',' || silent_reason "
-			  . "FROM idle_guard_history() WHERE pid = $pid"),
+	is(ig_history($node, $pid, 'rule', 'action', 'silent_reason'),
 		'blocking,terminated,client not reading',
 		'b: history: terminated, client not reading');
 	$c->close;
@@ -204,13 +170,13 @@ my $d_pid = $d->pid;
 $d->query_ok('BEGIN');
 $d->query_ok('LOCK TABLE q IN SHARE MODE');
 $d->send_query($big);
-wait_client_write($d_pid, 'd: the unread client leaves its backend in ClientWrite');
+ig_wait_client_write($node, $d_pid, 'd: the unread client leaves its backend in ClientWrite');
 wait_in_report($d_pid, 'd: the report lists it');
 
 #
 # c. A slow client that keeps reading.
 #
-my $terminated_before = value('SELECT terminated FROM idle_guard_stats()');
+my $terminated_before = ig_value($node, 'SELECT terminated FROM idle_guard_stats()');
 my $c = IgWire->connect($node, application_name => 'slow_reader');
 my $c_pid = $c->pid;
 $c->query_ok('BEGIN');
@@ -246,8 +212,8 @@ my $child = $c->in_child(
 		return 0;
 	});
 
-my $slow_start = value('SELECT clock_timestamp()');
-my $sweeps_before = value('SELECT sweeps FROM idle_guard_stats()');
+my $slow_start = ig_value($node, 'SELECT clock_timestamp()');
+my $sweeps_before = ig_value($node, 'SELECT sweeps FROM idle_guard_stats()');
 # While the worker sweeps for three times blocking_timeout: the backend is
 # seen in ClientWrite, it stays, and whenever the report lists it, it has
 # not been silent for as long as blocking_timeout.
@@ -257,58 +223,54 @@ my $cond = "SELECT last_sweep_at > '$slow_start'::timestamptz + interval '"
 my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
 while (time < $deadline)
 {
-	my ($state, $ms) = split /\|/, value(
+	my ($state, $ms) = split /\|/, ig_value($node,
 		"SELECT (SELECT wait_event FROM pg_stat_activity WHERE pid = $c_pid), "
 		  . "(SELECT extract(epoch FROM silent_for) * 1000 FROM idle_guard_report() "
 		  . " WHERE pid = $c_pid)");
 	$seen_cw = 1 if ($state // '') eq 'ClientWrite';
 	$max_silent_ms = $ms if defined $ms && $ms ne '' && $ms > $max_silent_ms;
 	$alive &&= ig_pid_alive($node, $c_pid);
-	last if value($cond) eq 't';
+	last if ig_value($node, $cond) eq 't';
 	usleep(100_000);
 }
-ok(value($cond) eq 't', 'c: the worker swept three blocking_timeouts after the slow read began');
+ok(ig_value($node, $cond) eq 't', 'c: the worker swept three blocking_timeouts after the slow read began');
 ok($seen_cw, 'c: the slow reader\'s backend was seen in ClientWrite');
 ok($alive && ig_pid_alive($node, $c_pid), 'c: the slow reader was never terminated');
 cmp_ok($max_silent_ms, '<', $blocking_ms,
 	'c: its silence, when listed, never lasted blocking_timeout');
-is( value(
+is( ig_value($node,
 		"SELECT wait_event_type FROM pg_stat_activity WHERE pid = $slow_waiter_pid"),
 	'Lock', 'c: the waiter still waits behind it');
-cmp_ok(value('SELECT sweeps FROM idle_guard_stats()'), '>', $sweeps_before,
+cmp_ok(ig_value($node, 'SELECT sweeps FROM idle_guard_stats()'), '>', $sweeps_before,
 	'c: the worker swept meanwhile');
 
 kill 'USR1', $child;
 is(IgWire->wait_child($child), 0,
 	'c: the slow reader got every row and committed');
-ig_wait_for($node,
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $slow_waiter_pid AND wait_event_type = 'Lock'",
-	't', 'c: the waiter proceeds once the reader commits');
+ig_wait_unblocked($node, $slow_waiter_pid, 'c: the waiter proceeds once the reader commits');
 $slow_waiter->query_safe('SELECT 1');
-is(value('SELECT v FROM s WHERE id = 1'), '11', 'c: both updates committed');
-is(history_of($c_pid), '0', 'c: never in the history');
+is(ig_value($node, 'SELECT v FROM s WHERE id = 1'), '11', 'c: both updates committed');
+is(ig_history($node, $c_pid), '', 'c: never in the history');
 $c->close;
 
 #
 # d. Checked now: swept past blocking_timeout since its silence began,
 # still there, under the idle rule.
 #
-my $d_since = value("SELECT silent_since FROM idle_guard_report() WHERE pid = $d_pid");
-ig_wait_for($node,
-	"SELECT last_sweep_at > '$d_since'::timestamptz + interval '"
-	  . ($blocking_ms + 500) . " ms' FROM idle_guard_stats()",
-	't', 'd: the worker swept after blocking_timeout of its silence');
+my $d_since = ig_value($node, "SELECT silent_since FROM idle_guard_report() WHERE pid = $d_pid");
+ig_wait_sweep_past($node, $d_since, $blocking_ms + 500,
+	'd: the worker swept after blocking_timeout of its silence');
 ok(ig_pid_alive($node, $d_pid), 'd: the unread client nobody waits on is alive');
-is( value(
+is( ig_value($node,
 		"SELECT wait_event, silent_reason, blocked_total, rule, "
 		  . "deadline = silent_since + interval '1 hour', action "
 		  . "FROM idle_guard_report() WHERE pid = $d_pid"),
 	'ClientWrite|client not reading|0|idle|t|terminate',
 	'd: report: client not reading, nobody blocked, idle rule in 1h');
-is(history_of($d_pid), '0', 'd: never in the history');
+is(ig_history($node, $d_pid), '', 'd: never in the history');
 $d->close;
 
-is(value('SELECT terminated FROM idle_guard_stats()'), $terminated_before,
+is(ig_value($node, 'SELECT terminated FROM idle_guard_stats()'), $terminated_before,
 	'c, d: no termination after a and b');
 
 $node->stop;

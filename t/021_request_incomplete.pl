@@ -43,15 +43,10 @@ $node->safe_psql('postgres',
 	  . 'CREATE TABLE u (id int PRIMARY KEY, v int); INSERT INTO u VALUES (1, 0);'
 	  . 'CREATE TABLE h (id int PRIMARY KEY, v int); INSERT INTO h VALUES (1, 0);');
 
-sub value
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
 sub backend_shape
 {
 	my ($pid) = @_;
-	return value("SELECT state || '/' || coalesce(wait_event, '') "
+	return ig_value($node, "SELECT state || '/' || coalesce(wait_event, '') "
 		  . "FROM pg_stat_activity WHERE pid = $pid");
 }
 
@@ -93,7 +88,7 @@ sub replies
 	ig_wait_for($node,
 		"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid",
 		't', 'a: the report lists the backend');
-	is( value(
+	is( ig_value($node,
 			"SELECT state, wait_event, silent_reason, gid IS NULL, "
 			  . "backend_xid IS NOT NULL, blocked_direct, blocked_total, blocked_pids, "
 			  . "rule, action FROM idle_guard_report() WHERE pid = $pid"),
@@ -101,11 +96,9 @@ sub replies
 		'a: report: active, ClientRead, request incomplete, blocking the writer');
 
 	ig_wait_gone($node, $pid, 'a: the backend is terminated');
-	ig_wait_for($node,
-		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $writer_pid AND wait_event_type = 'Lock'",
-		't', 'a: the writer no longer waits');
+	ig_wait_unblocked($node, $writer_pid, 'a: the writer no longer waits');
 	$writer->query_safe('SELECT 1');
-	is(value('SELECT v FROM t WHERE id = 1'), '10',
+	is(ig_value($node, 'SELECT v FROM t WHERE id = 1'), '10',
 		'a: the unfinished UPDATE was rolled back, the writer committed');
 
 	# The client is told, as a client of an idle session would be.
@@ -114,7 +107,12 @@ sub replies
 	is("@{$r->{sqlstates}}", '57P01',
 		'a: after FATAL 57P01 (terminating connection due to administrator command)');
 
-	ig_check_terminated($node, $offset, $pid, 'half_request', 'request incomplete', $blocking_ms, 'a');
+	ig_check_terminated($node, $pid,
+		offset => $offset,
+		app => 'half_request',
+		reason => 'request incomplete',
+		timeout_ms => $blocking_ms,
+		label => 'a');
 	$c->close;
 	$writer->quit;
 }
@@ -139,27 +137,23 @@ sub replies
 	ig_wait_for($node,
 		"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid",
 		't', 'b: the report lists the backend');
-	is( value(
+	is( ig_value($node,
 			"SELECT state, wait_event, silent_reason, blocked_total, rule, action "
 			  . "FROM idle_guard_report() WHERE pid = $pid"),
 		'active|ClientRead|request incomplete|1|blocking|terminate',
 		'b: report: request incomplete, blocking the writer');
 	ig_wait_gone($node, $pid, 'b: the backend is terminated');
-	ig_wait_for($node,
-		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $writer_pid AND wait_event_type = 'Lock'",
-		't', 'b: the writer no longer waits');
+	ig_wait_unblocked($node, $writer_pid, 'b: the writer no longer waits');
 	$writer->query_safe('SELECT 1');
-	is(value('SELECT v FROM u WHERE id = 1'), '10', 'b: the writer committed');
-	is( value(
-			"SELECT rule || ',' || action || ',' || silent_reason "
-			  . "FROM idle_guard_history() WHERE pid = $pid"),
+	is(ig_value($node, 'SELECT v FROM u WHERE id = 1'), '10', 'b: the writer committed');
+	is(ig_history($node, $pid, 'rule', 'action', 'silent_reason'),
 		'blocking,terminated,request incomplete',
 		'b: history: terminated, request incomplete');
 	$c->close;
 	$writer->quit;
 }
 
-my $terminated_before = value('SELECT terminated FROM idle_guard_stats()');
+my $terminated_before = ig_value($node, 'SELECT terminated FROM idle_guard_stats()');
 
 #
 # d (started now, checked after c). An unfinished request holding nothing:
@@ -175,10 +169,10 @@ is(replies($d, 4), '1 2 D C', 'd: SELECT 1 ran, without Sync');
 ig_wait_for($node,
 	"SELECT state = 'active' AND wait_event = 'ClientRead' FROM pg_stat_activity WHERE pid = $d_pid",
 	't', 'd: the backend is active in ClientRead');
-is( value(
+is( ig_value($node,
 		"SELECT count(*) FROM pg_locks WHERE pid = $d_pid AND locktype <> 'virtualxid'"),
 	'0', 'd: it holds no lock but its virtual xid');
-my $d_since = value("SELECT clock_timestamp()");
+my $d_since = ig_value($node, "SELECT clock_timestamp()");
 
 #
 # c. A healthy client, slow between the messages of its requests.
@@ -189,8 +183,8 @@ $c->query_ok('BEGIN');
 $c->query_ok('UPDATE h SET v = v + 1 WHERE id = 1');
 my ($writer, $writer_pid) = ig_waiting_session($node, 'writer_c',
 	'UPDATE h SET v = v + 100 WHERE id = 1;');
-my $c_start = value('SELECT clock_timestamp()');
-my $sweeps_before = value('SELECT sweeps FROM idle_guard_stats()');
+my $c_start = ig_value($node, 'SELECT clock_timestamp()');
+my $sweeps_before = ig_value($node, 'SELECT sweeps FROM idle_guard_stats()');
 
 # One message, then a 0.5 s pause during which the backend is looked at:
 # active in ClientRead (mid-request), still there.
@@ -226,49 +220,43 @@ while ($alive && time < $deadline)
 		diag("c: round $rounds: @{$r->{types}} @{$r->{errors}}");
 		last;
 	}
-	last if value($until) eq 't';
+	last if ig_value($node, $until) eq 't';
 }
 ok($all_ok, "c: $rounds requests, each answered in full, the transaction still open");
 cmp_ok($rounds, '>=', 3, 'c: at least three requests took their time');
 ok($alive && ig_pid_alive($node, $c_pid), 'c: the deliberate client was never terminated');
-is(value($until), 't', 'c: the worker swept three blocking_timeouts after it began');
-cmp_ok(value('SELECT sweeps FROM idle_guard_stats()'), '>', $sweeps_before,
+is(ig_value($node, $until), 't', 'c: the worker swept three blocking_timeouts after it began');
+cmp_ok(ig_value($node, 'SELECT sweeps FROM idle_guard_stats()'), '>', $sweeps_before,
 	'c: the worker swept meanwhile');
 cmp_ok($mid_request, '>=', 3 * $rounds - 1,
 	'c: between messages, the backend was seen active in ClientRead');
-is(value("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $writer_pid"),
+is(ig_value($node, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $writer_pid"),
 	'Lock', 'c: the writer still waits behind it');
 $c->query_ok('COMMIT');
-ig_wait_for($node,
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $writer_pid AND wait_event_type = 'Lock'",
-	't', 'c: the writer proceeds after COMMIT');
+ig_wait_unblocked($node, $writer_pid, 'c: the writer proceeds after COMMIT');
 $writer->query_safe('SELECT 1');
-is(value('SELECT v FROM h WHERE id = 1'), 1 + $rounds + 100,
+is(ig_value($node, 'SELECT v FROM h WHERE id = 1'), 1 + $rounds + 100,
 	'c: every update of the deliberate client and the writer committed');
-is(value("SELECT count(*) FROM idle_guard_history() WHERE pid = $c_pid"), '0',
-	'c: never in the history');
+is(ig_history($node, $c_pid), '', 'c: never in the history');
 $c->close;
 $writer->quit;
 
 #
 # d. Checked now: swept past idle_timeout, untouched.
 #
-ig_wait_for($node,
-	"SELECT last_sweep_at > '$d_since'::timestamptz + interval '"
-	  . ($idle_ms + 500) . " ms' FROM idle_guard_stats()",
-	't', 'd: the worker swept after idle_timeout of its silence');
+ig_wait_sweep_past($node, $d_since, $idle_ms + 500,
+	'd: the worker swept after idle_timeout of its silence');
 ok(ig_pid_alive($node, $d_pid), 'd: the lock-free unfinished request is alive');
 is(backend_shape($d_pid), 'active/ClientRead', 'd: still waiting for the rest of its request');
-is(value("SELECT count(*) FROM idle_guard_report() WHERE pid = $d_pid"), '0',
+is(ig_value($node, "SELECT count(*) FROM idle_guard_report() WHERE pid = $d_pid"), '0',
 	'd: not in the report');
-is(value("SELECT count(*) FROM idle_guard_history() WHERE pid = $d_pid"), '0',
-	'd: never in the history');
+is(ig_history($node, $d_pid), '', 'd: never in the history');
 $d->sync;
 my $r = $d->read_until_ready;
 is($r->{status}, 'I', 'd: Sync ends the request normally');
 $d->close;
 
-is(value('SELECT terminated FROM idle_guard_stats()'), $terminated_before,
+is(ig_value($node, 'SELECT terminated FROM idle_guard_stats()'), $terminated_before,
 	'c, d: no termination after a and b');
 
 $node->stop;

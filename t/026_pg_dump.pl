@@ -58,19 +58,6 @@ $node->safe_psql('postgres',
 	  . 'CREATE ROLE dumper LOGIN; CREATE ROLE backup LOGIN; '
 	  . 'GRANT SELECT ON big TO dumper, backup;');
 
-sub value
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
-sub history_of
-{
-	my ($pid) = @_;
-	return value(
-		"SELECT string_agg(action || ',' || silent_reason, ';') "
-		  . "FROM idle_guard_history() WHERE pid = $pid");
-}
-
 # Start pg_dump of table big as $user, its output into a pipe that the
 # test holds and does not read.  Returns the dump (a hashref) and the pid
 # of its backend.
@@ -94,31 +81,9 @@ sub start_dump
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE usename = '$user' "
 		  . "AND application_name = 'pg_dump' AND query LIKE 'COPY %'",
 		't', "$label: pg_dump is copying table big");
-	my $pid = value(
+	my $pid = ig_value($node,
 		"SELECT pid FROM pg_stat_activity WHERE usename = '$user' AND application_name = 'pg_dump'");
 	return ($d, $pid);
-}
-
-# Wait until backend $pid is active in ClientWrite, and stays there (two
-# reads 200 ms apart).
-sub wait_client_write
-{
-	my ($pid, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $q = "SELECT state = 'active' AND wait_event = 'ClientWrite' "
-	  . "FROM pg_stat_activity WHERE pid = $pid";
-	my $ok = 0;
-	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-	while (time < $deadline)
-	{
-		if (value($q) eq 't')
-		{
-			usleep(200_000);
-			if (value($q) eq 't') { $ok = 1; last; }
-		}
-		usleep(50_000);
-	}
-	ok($ok, $what);
 }
 
 # Read the dump's output to its end (bounded), then wait for pg_dump to
@@ -156,16 +121,16 @@ sub check_stalled
 {
 	my ($pid, $label) = @_;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	wait_client_write($pid, "$label: its backend stalls in ClientWrite");
-	is( value(
+	ig_wait_client_write($node, $pid, "$label: its backend stalls in ClientWrite");
+	is( ig_value($node,
 			"SELECT string_agg(mode || ',' || granted, ';') FROM pg_locks "
 			  . "WHERE pid = $pid AND relation = 'big'::regclass"),
 		'AccessShareLock,true', "$label: holding ACCESS SHARE on big");
 }
 
-is(value('SHOW idle_guard.exempt_applications'), '',
+is(ig_value($node, 'SHOW idle_guard.exempt_applications'), '',
 	'exempt_applications is empty by default');
-is(value('SHOW idle_guard.exempt_roles'), '', 'exempt_roles is empty by default');
+is(ig_value($node, 'SHOW idle_guard.exempt_roles'), '', 'exempt_roles is empty by default');
 
 #
 # a. pg_dump as an ordinary role, under the defaults.
@@ -176,22 +141,25 @@ is(value('SHOW idle_guard.exempt_roles'), '', 'exempt_roles is empty by default'
 	check_stalled($pid, 'a');
 	my ($alter, $alter_pid) = ig_waiting_session($node, 'migration',
 		'ALTER TABLE big ADD COLUMN c int;');
-	is( value(
+	is( ig_value($node,
 			"SELECT usename, application_name, wait_event, silent_reason, blocked_pids, "
 			  . "rule, action FROM idle_guard_report() WHERE pid = $pid"),
 		"dumper|pg_dump|ClientWrite|client not reading|{$alter_pid}|blocking|terminate",
 		'a: report: client not reading, blocking the ALTER, to be terminated');
 
 	ig_wait_gone($node, $pid, 'a: the dump\'s backend is terminated');
-	ig_wait_for($node,
-		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $alter_pid AND wait_event_type = 'Lock'",
-		't', 'a: the ALTER no longer waits');
+	ig_wait_unblocked($node, $alter_pid, 'a: the ALTER no longer waits');
 	$alter->query_safe('SELECT 1');
-	is( value(
+	is( ig_value($node,
 			"SELECT count(*) FROM pg_attribute WHERE attrelid = 'big'::regclass AND attname = 'c'"),
 		'1', 'a: the ALTER TABLE completed');
-	ig_check_terminated($node, $offset, $pid, 'pg_dump', 'client not reading',
-		$blocking_ms, 'a');
+	ig_check_terminated($node, $pid,
+		offset => $offset,
+		app => 'pg_dump',
+		user => 'dumper',
+		reason => 'client not reading',
+		timeout_ms => $blocking_ms,
+		label => 'a');
 	my ($line) = grep { / pid=$pid / }
 	  ig_log_lines($node, $offset, qr/idle_guard: terminating silent session/);
 	my $f = ig_parse_log_line($line // '') // {};
@@ -228,26 +196,24 @@ is(value('SHOW idle_guard.exempt_roles'), '', 'exempt_roles is empty by default'
 	check_stalled($pid, 'b');
 	my ($alter, $alter_pid) = ig_waiting_session($node, 'migration',
 		'ALTER TABLE big ADD COLUMN c2 int;');
-	is( value(
+	is( ig_value($node,
 			"SELECT usename, application_name, wait_event, silent_reason, blocked_pids, "
 			  . "rule, action FROM idle_guard_report() WHERE pid = $pid"),
 		"backup|pg_dump|ClientWrite|client not reading|{$alter_pid}|blocking|exempt",
 		'b: report: client not reading, blocking the ALTER, exempt');
 
-	my $since = value("SELECT silent_since FROM idle_guard_report() WHERE pid = $pid");
-	ig_wait_for($node,
-		"SELECT last_sweep_at > '$since'::timestamptz + interval '"
-		  . ($blocking_ms + 500) . " ms' FROM idle_guard_stats()",
-		't', 'b: the worker swept after blocking_timeout of its silence');
+	my $since = ig_value($node, "SELECT silent_since FROM idle_guard_report() WHERE pid = $pid");
+	ig_wait_sweep_past($node, $since, $blocking_ms + 500,
+		'b: the worker swept after blocking_timeout of its silence');
 	ok(ig_pid_alive($node, $pid), 'b: the exempt dump is alive');
-	is( value(
+	is( ig_value($node,
 			"SELECT wait_event, action, silent_for > interval '$blocking_ms ms' "
 			  . "FROM idle_guard_report() WHERE pid = $pid"),
 		'ClientWrite|exempt|t', 'b: still stalled past blocking_timeout, exempt');
-	is(history_of($pid), '', 'b: no history row');
+	is(ig_history($node, $pid), '', 'b: no history row');
 	is(scalar(ig_log_lines($node, $offset, qr/idle_guard: .* pid=$pid /)),
 		0, 'b: no LOG line');
-	is(value("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $alter_pid"),
+	is(ig_value($node, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $alter_pid"),
 		'Lock', 'b: the ALTER still waits');
 
 	# Its reader catches up: the dump completes, then the ALTER.
@@ -255,9 +221,7 @@ is(value('SHOW idle_guard.exempt_roles'), '', 'exempt_roles is empty by default'
 	is($status, 0, 'b: pg_dump completes') or diag $err;
 	is(copy_rows($output), $rows, "b: the dump has all $rows rows");
 	ok($output =~ /PostgreSQL database dump complete/, 'b: the dump is complete');
-	ig_wait_for($node,
-		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $alter_pid AND wait_event_type = 'Lock'",
-		't', 'b: then the ALTER proceeds');
+	ig_wait_unblocked($node, $alter_pid, 'b: then the ALTER proceeds');
 	$alter->query_safe('SELECT 1');
 	$alter->quit;
 }
@@ -272,23 +236,25 @@ is(value('SHOW idle_guard.exempt_roles'), '', 'exempt_roles is empty by default'
 		user => 'dumper');
 	my ($alter, $alter_pid) = ig_waiting_session($node, 'migration',
 		'ALTER TABLE big ADD COLUMN c3 int;');
-	is( value(
+	is( ig_value($node,
 			"SELECT usename, application_name, blocked_pids, rule, action "
 			  . "FROM idle_guard_report() WHERE pid = $pid"),
 		"dumper|pg_dump|{$alter_pid}|blocking|terminate",
 		'c: report: application pg_dump, blocking the ALTER, to be terminated');
 	ig_wait_gone($node, $pid, 'c: the session named pg_dump is terminated');
-	ig_check_terminated($node, $offset, $pid, 'pg_dump', 'idle in transaction',
-		$blocking_ms, 'c');
-	ig_wait_for($node,
-		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $alter_pid AND wait_event_type = 'Lock'",
-		't', 'c: the ALTER proceeds');
+	ig_check_terminated($node, $pid,
+		offset => $offset,
+		app => 'pg_dump',
+		user => 'dumper',
+		timeout_ms => $blocking_ms,
+		label => 'c');
+	ig_wait_unblocked($node, $alter_pid, 'c: the ALTER proceeds');
 	$alter->query_safe('SELECT 1');
 	ig_close($s);
 	$alter->quit;
 }
 
-is(value('SELECT terminated FROM idle_guard_stats()'), '2',
+is(ig_value($node, 'SELECT terminated FROM idle_guard_stats()'), '2',
 	'two terminations: the ordinary dump and the session named pg_dump');
 
 $node->stop;

@@ -2,11 +2,20 @@
 #
 # IdleGuardTest.pm
 #	Helpers shared by idle_guard's TAP tests: a node with idle_guard
-#	preloaded, client sessions that go silent or wait, and polls with a
-#	deadline (never bare sleeps).
+#	preloaded; client sessions that go silent or wait on a lock, and what
+#	the tests send them; the value of a query, and the history of a
+#	backend; the check of a termination (its LOG line, its history row,
+#	its timing within IG_LATE_MS of the deadline); polls with a deadline
+#	(never bare sleeps); and the parsing of idle_guard's LOG lines.
 #
 # Every wait here polls a condition until it holds or
 # $PostgreSQL::Test::Utils::timeout_default passes, then fails the test.
+#
+# Sessions are PostgreSQL::Test::BackgroundPsql objects, used through its
+# methods (query_safe, query_until, quit) and through ig_send, ig_query,
+# ig_try_query and ig_close here.  Two of those reach into the object, each
+# for want of a method, as said there: ig_try_query empties its stderr,
+# ig_close kills its psql.
 
 package IdleGuardTest;
 
@@ -17,23 +26,37 @@ use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
+use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(
+  IG_LATE_MS
   ig_node
+  ig_node_initdb
   ig_silent_session
   ig_waiting_session
+  ig_send
+  ig_query
+  ig_try_query
+  ig_close
+  ig_value
+  ig_history
   ig_wait_for
   ig_pid_alive
   ig_wait_gone
+  ig_wait_unblocked
+  ig_wait_client_write
   ig_wait_sweep_after
+  ig_wait_sweep_past
   ig_worker_looks_now
-  ig_close
   ig_check_terminated
-  ig_node_initdb
   ig_parse_log_line
   ig_log_lines
 );
+
+# How late after its deadline an action may come and still count as "at
+# the deadline", in milliseconds: the worker naps 100ms (ig_node's
+# naptime); the rest is slack for a loaded CI machine.
+use constant IG_LATE_MS => 1500;
 
 # ig_node($name, %settings): init and start a node with idle_guard preloaded
 # and the extension created in "postgres".  %settings are postgresql.conf
@@ -68,19 +91,27 @@ sub ig_node_initdb
 	return $node;
 }
 
+#
+# Sessions
+#
+
 # ig_silent_session($node, $app, $sql, %opts): a psql session named $app
 # that runs $sql (e.g. "BEGIN; SELECT ... FOR UPDATE;") and then stays
 # connected without sending anything.  Returns ($session, $pid).
 # $opts{user} connects as another role, $opts{dbname} to another database,
-# $opts{host} to that address instead of the node's Unix socket directory
-# (e.g. '127.0.0.1', with listen_addresses set, for a session that has a
-# client_addr).
+# $opts{hostaddr} over TCP to that address instead of through the node's
+# Unix socket directory (e.g. '127.0.0.1', with listen_addresses set, for a
+# session that has a client_addr).
 sub ig_silent_session
 {
 	my ($node, $app, $sql, %opts) = @_;
-	# background_psql connects through $node->connstr, whose host is the
-	# node's; a -h among extra_params would not override it.
-	local $node->{_host} = $opts{host} // $node->host;
+	# background_psql connects with $node->connstr, whose host is the
+	# node's socket directory.  PostgreSQL 15's background_psql has no
+	# option to connect elsewhere, and a -h among extra_params would not
+	# override the host of the connection string; libpq's PGHOSTADDR does:
+	# given a hostaddr, libpq connects to it and keeps host only as a name.
+	local %ENV = %ENV;
+	$ENV{PGHOSTADDR} = $opts{hostaddr} if defined $opts{hostaddr};
 	my @extra = defined $opts{user} ? ('-U', $opts{user}) : ();
 	my $s = $node->background_psql($opts{dbname} // 'postgres',
 		on_error_stop => 0,
@@ -91,22 +122,109 @@ sub ig_silent_session
 	return ($s, $pid);
 }
 
-# ig_waiting_session($node, $app, $sql): a session that sends $sql, which
-# is expected to block on a lock, and returns once the backend is seen
-# waiting on a lock.  Returns ($session, $pid).
+# ig_waiting_session($node, $app, $sql, %opts): a session named $app that
+# sends $sql, which is expected to block on a lock, and returns once the
+# backend is seen waiting on a lock (one test assertion).  %opts as for
+# ig_silent_session.  Returns ($session, $pid).
 sub ig_waiting_session
 {
-	my ($node, $app, $sql) = @_;
-	my $s = $node->background_psql('postgres', on_error_stop => 0);
-	my $pid = $s->query_safe("SET application_name = '$app'; SELECT pg_backend_pid();");
-	$pid =~ s/\s+//g;
-	$s->{stdin} .= "$sql\n";
-	$s->{run}->pump_nb();
+	my ($node, $app, $sql, %opts) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($s, $pid) = ig_silent_session($node, $app, undef, %opts);
+	ig_send($s, $sql);
 	ig_wait_for($node,
 		"SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $pid",
 		't', "$app is waiting on a lock");
 	return ($s, $pid);
 }
+
+# ig_send($session, $sql): hand $sql to the session's psql and return
+# without waiting for its result: for a statement that blocks, or runs for
+# long.  query_until returns once psql has printed a marker sent just
+# before $sql: psql has run all that came before, and reads $sql next.
+# The output of $sql, when it comes, is part of the next query's output.
+sub ig_send
+{
+	my ($s, $sql) = @_;
+	my $marker = 'idle_guard_test: sending';
+	$s->query_until(qr/\Q$marker\E\r?\n/, "\\echo $marker\n$sql\n");
+	return;
+}
+
+# _trimmed($text): $text without its trailing white space.
+sub _trimmed
+{
+	my ($text) = @_;
+	$text =~ s/\s+\z// if defined $text;
+	return $text;
+}
+
+# ig_query($session, $sql): $session->query_safe($sql), without the
+# trailing newline that BackgroundPsql's query leaves in some releases
+# (16.2) and strips in others.  Compare only what this returns.
+sub ig_query
+{
+	my ($s, $sql) = @_;
+	return _trimmed($s->query_safe($sql));
+}
+
+# ig_try_query($session, $sql): run $sql, which may fail.  Returns (its
+# output without trailing white space, 1 if psql wrote to stderr else 0,
+# what it wrote there).  BackgroundPsql keeps what psql wrote to stderr
+# across queries, so that after one error every later query_safe dies, and
+# it has no method to forget it: this empties $session->{stderr}.
+sub ig_try_query
+{
+	my ($s, $sql) = @_;
+	my ($out, $failed) = $s->query($sql);
+	my $err = $s->{stderr};
+	$s->{stderr} = '';
+	return (_trimmed($out), $failed, $err);
+}
+
+# ig_close($session): end a session whatever state it is in (it may have
+# been terminated by idle_guard, or still be waiting).  BackgroundPsql's
+# quit sends \q and waits for psql to exit, which hangs while a statement
+# waits on a lock; it has no method to kill psql, so this kills the
+# session's IPC::Run harness.
+sub ig_close
+{
+	my ($s) = @_;
+	eval { $s->{run}->kill_kill; };
+	return;
+}
+
+#
+# Queries
+#
+
+# ig_value($node, $sql): what $sql returns in database postgres, as psql
+# prints it unaligned and without headers (columns joined by '|', rows by
+# newlines).
+sub ig_value
+{
+	my ($node, $sql) = @_;
+	return $node->safe_psql('postgres', $sql);
+}
+
+# ig_history($node, $pid, @columns): what idle_guard_history() holds for
+# backend $pid, oldest first: for each action, its @columns (SQL
+# expressions; by default action) joined by ',', NULL as ''; the actions
+# joined by ';'.  '' when it holds nothing for $pid.
+sub ig_history
+{
+	my ($node, $pid, @columns) = @_;
+	@columns = ('action') unless @columns;
+	my $row = 'array_to_string(ARRAY['
+	  . join(', ', map { "($_)::text" } @columns) . "], ',', '')";
+	return $node->safe_psql('postgres',
+		"SELECT string_agg($row, ';' ORDER BY at) FROM idle_guard_history() "
+		  . "WHERE pid = $pid");
+}
+
+#
+# Waits
+#
 
 # ig_wait_for($node, $query, $expected, $what): poll $query until it
 # returns $expected; one test assertion named $what.
@@ -135,6 +253,43 @@ sub ig_wait_gone
 		't', $what);
 }
 
+# ig_wait_unblocked($node, $pids, $what): wait until backend $pids (a pid,
+# or a reference to a list of pids) no longer waits on a lock; one test
+# assertion named $what.
+sub ig_wait_unblocked
+{
+	my ($node, $pids, $what) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $list = join(', ', ref $pids ? @$pids : ($pids));
+	ig_wait_for($node,
+		"SELECT count(*) = 0 FROM pg_stat_activity "
+		  . "WHERE pid IN ($list) AND wait_event_type = 'Lock'",
+		't', $what);
+}
+
+# ig_wait_client_write($node, $pid, $what): wait until backend $pid is
+# active in ClientWrite (its client does not read), and stays there (two
+# reads 200 ms apart); one test assertion named $what.
+sub ig_wait_client_write
+{
+	my ($node, $pid, $what) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $q = "SELECT state = 'active' AND wait_event = 'ClientWrite' "
+	  . "FROM pg_stat_activity WHERE pid = $pid";
+	my $ok = 0;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (time < $deadline)
+	{
+		if (ig_value($node, $q) eq 't')
+		{
+			usleep(200_000);
+			if (ig_value($node, $q) eq 't') { $ok = 1; last; }
+		}
+		usleep(50_000);
+	}
+	ok($ok, $what);
+}
+
 # ig_wait_sweep_after($node, $pid, $ms): wait until the worker has swept
 # at a moment when $pid had been silent for more than $ms milliseconds.
 # A test that expects a session to be spared calls this, then checks the
@@ -145,10 +300,22 @@ sub ig_wait_sweep_after
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	my $since = $node->safe_psql('postgres',
 		"SELECT state_change FROM pg_stat_activity WHERE pid = $pid");
+	ig_wait_sweep_past($node, $since, $ms,
+		"worker swept after ${ms}ms of silence of $pid");
+}
+
+# ig_wait_sweep_past($node, $ts, $ms, $what): wait until the worker has
+# begun a sweep more than $ms milliseconds after the moment $ts (a
+# timestamp as the server prints it; last_sweep_at is a sweep's start); one
+# test assertion named $what.
+sub ig_wait_sweep_past
+{
+	my ($node, $ts, $ms, $what) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	ig_wait_for($node,
-		"SELECT last_sweep_at > '$since'::timestamptz + interval '$ms ms' "
+		"SELECT last_sweep_at > '$ts'::timestamptz + interval '$ms ms' "
 		  . "FROM idle_guard_stats()",
-		't', "worker swept after ${ms}ms of silence of $pid");
+		't', $what);
 }
 
 # ig_worker_looks_now($node, $what, %opts): make the worker look now and
@@ -171,37 +338,54 @@ sub ig_worker_looks_now
 	ig_wait_for($node, "SELECT $cond FROM idle_guard_stats()", 't', $what);
 }
 
-# ig_check_terminated($node, $offset, $pid, $app, $reason, $timeout_ms, $label):
-# after the worker terminated backend $pid (application $app) by the
-# blocking rule, with one waiter, check its LOG line (after log offset
-# $offset) and its history row: rule, action, silent_reason $reason, no
-# gid, and that it came at or after $timeout_ms of silence but not long
-# after.  Test names start with $label.
+#
+# Actions
+#
+
+# ig_check_terminated($node, $pid, %opts): backend $pid was terminated by
+# the blocking rule at its deadline.  Checks its LOG line (after log offset
+# $opts{offset}), the whole action, of the documented shape
+#	idle_guard: terminating silent session pid=P user="U" db="D" app="A"
+#	client=C silent_s=S locks=L blocked=B rule=blocking action=terminate
+#	reason="R"
+# and its history row: rule blocking, action terminated, silent_reason R,
+# no gid, blocked_total B (and locks_held L if given), silent for at least
+# $opts{timeout_ms} and less than IG_LATE_MS more.  Options: offset, app
+# and timeout_ms (required); reason (default 'idle in transaction');
+# blocked (1); locks (any number if not given); user (a plain \w+ name if
+# not given); db ('postgres'); client ('local'); label, a prefix for the
+# test names.  Four test assertions.
 sub ig_check_terminated
 {
-	my ($node, $offset, $pid, $app, $reason, $timeout_ms, $label) = @_;
+	my ($node, $pid, %opts) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $reason = $opts{reason} // 'idle in transaction';
+	my $blocked = $opts{blocked} // 1;
+	my $timeout_ms = $opts{timeout_ms};
+	my $label = defined $opts{label} ? "$opts{label}: " : '';
+	my $user = defined $opts{user} ? quotemeta($opts{user}) : '\w+';
+	my $locks = defined $opts{locks} ? quotemeta($opts{locks}) : '\d+';
+	my $db = quotemeta($opts{db} // 'postgres');
+	my $client = quotemeta($opts{client} // 'local');
 
 	$node->wait_for_log(
-		qr/idle_guard: .*pid=$pid\b.*app="\Q$app\E".* rule=blocking action=terminate/,
-		$offset);
-	pass("$label: LOG line names the backend, rule blocking, action terminate");
-	my ($h, $h_ms) = split /\|/, $node->safe_psql('postgres',
-		"SELECT rule || ',' || action || ',' || silent_reason || ',' || (gid IS NULL) "
-		  . "|| ',' || blocked_total, extract(epoch FROM silent_for) * 1000 "
-		  . "FROM idle_guard_history() WHERE pid = $pid");
-	is($h, "blocking,terminated,$reason,true,1",
-		"$label: history: terminated by the blocking rule, $reason");
-	cmp_ok($h_ms, '>=', $timeout_ms, "$label: not acted on before blocking_timeout");
-	cmp_ok($h_ms, '<', $timeout_ms + 1500, "$label: acted on soon after the deadline");
-	return;
-}
+		qr/idle_guard: terminating silent session pid=$pid user="$user" db="$db" app="\Q$opts{app}\E" client=$client silent_s=[\d.]+ locks=$locks blocked=$blocked rule=blocking action=terminate reason="\Q$reason\E"\n/,
+		$opts{offset});
+	pass("${label}LOG line names the backend, rule blocking, action terminate");
 
-# ig_close($session): end a session whatever state it is in (it may have
-# been terminated by idle_guard, or still be waiting).
-sub ig_close
-{
-	my ($s) = @_;
-	eval { $s->{run}->kill_kill; };
+	my @columns = ('rule', 'action', 'silent_reason', 'gid IS NULL', 'blocked_total');
+	my $expected = "blocking,terminated,$reason,true,$blocked";
+	if (defined $opts{locks})
+	{
+		push @columns, 'locks_held';
+		$expected .= ",$opts{locks}";
+	}
+	my ($h_ms, $h) = split /,/,
+	  ig_history($node, $pid, 'extract(epoch FROM silent_for) * 1000', @columns), 2;
+	is($h, $expected, "${label}history: terminated by the blocking rule, $reason");
+	cmp_ok($h_ms, '>=', $timeout_ms, "${label}not acted on before blocking_timeout");
+	cmp_ok($h_ms, '<', $timeout_ms + IG_LATE_MS,
+		"${label}acted on soon after the deadline");
 	return;
 }
 
