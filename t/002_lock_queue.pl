@@ -68,17 +68,20 @@ is( $node->safe_psql('postgres',
 
 # At the deadline s1 is terminated.
 ig_wait_gone($node, $s1_pid, 's1 terminated');
-$node->wait_for_log(
-	qr/idle_guard: terminating silent session pid=$s1_pid user="\w+" db="postgres" app="reader" client=local silent_s=[\d.]+ locks=1 blocked=2 rule=blocking action=terminate/,
-	$offset);
-pass('LOG line counts both blocked sessions');
+# The LOG line and the history: one termination by the blocking rule, one
+# lock held, both waiters counted.
+ig_check_terminated($node, $s1_pid,
+	offset => $offset,
+	app => 'reader',
+	timeout_ms => $timeout_ms,
+	locks => 1,
+	blocked => 2,
+	label => 's1');
 
 # s2's ALTER and then s3's SELECT complete.
-ig_wait_for($node,
-	"SELECT count(*) = 0 FROM pg_stat_activity "
-	  . "WHERE pid IN ($s2_pid, $s3_pid) AND wait_event_type = 'Lock'",
-	't', 'neither s2 nor s3 waits any more');
-is($s2->query_safe("SELECT 'alter done'"),
+ig_wait_unblocked($node, [ $s2_pid, $s3_pid ],
+	'neither s2 nor s3 waits any more');
+is(ig_query($s2, "SELECT 'alter done'"),
 	'alter done', 's2 finished its ALTER without error');
 is( $node->safe_psql('postgres',
 		"SELECT count(*) FROM pg_attribute "
@@ -87,21 +90,8 @@ is( $node->safe_psql('postgres',
 	'column c was added');
 
 # s3's pending result arrives ahead of the next query's output.
-is($s3->query_safe("SELECT 'select done'"),
+is(ig_query($s3, "SELECT 'select done'"),
 	"3\nselect done", 's3 got the result of its SELECT');
-
-# History: one termination by the blocking rule, with both waiters counted.
-my ($h_rule, $h_action, $h_locks, $h_blocked, $h_ms) = split /\|/,
-  $node->safe_psql('postgres',
-	"SELECT rule, action, locks_held, blocked_total, "
-	  . "extract(epoch FROM silent_for) * 1000 "
-	  . "FROM idle_guard_history() WHERE pid = $s1_pid");
-is($h_rule, 'blocking', 'history: rule blocking');
-is($h_action, 'terminated', 'history: terminated');
-is($h_locks, '1', 'history: one lock held');
-is($h_blocked, '2', 'history: blocked_total 2');
-cmp_ok($h_ms, '>=', $timeout_ms, 'not acted on before blocking_timeout');
-cmp_ok($h_ms, '<', $timeout_ms + 1500, 'acted on soon after the deadline');
 
 is( $node->safe_psql('postgres',
 		'SELECT terminated, skipped FROM idle_guard_stats()'),
@@ -128,10 +118,8 @@ ig_wait_gone($node, $rr_pid, 'silent snapshot terminated');
 ig_wait_for($node,
 	"SELECT count(*) FROM pg_indexes WHERE indexname = 't_a_idx'",
 	'1', 'CREATE INDEX CONCURRENTLY completed');
-is( $node->safe_psql('postgres',
-		"SELECT rule, action, locks_held, blocked_total "
-		  . "FROM idle_guard_history() WHERE pid = $rr_pid"),
-	'blocking|terminated|0|1', 'history: the snapshot holder');
+is(ig_history($node, $rr_pid, 'rule', 'action', 'locks_held', 'blocked_total'),
+	'blocking,terminated,0,1', 'history: the snapshot holder');
 
 ig_close($rr);
 $cic->quit;

@@ -97,25 +97,18 @@ is(pg_locks_count($holder_pid), '1',
 ig_wait_gone($node, $holder_pid, 'advisory holder terminated');
 
 # The waiter got the advisory lock and its statement finished.
-ig_wait_for($node,
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $waiter_pid AND wait_event_type = 'Lock'",
-	't', 'waiter no longer waits');
-is($waiter->query_safe("SELECT 'waiter done'"),
+ig_wait_unblocked($node, $waiter_pid, 'waiter no longer waits');
+is(ig_query($waiter, "SELECT 'waiter done'"),
 	"\nwaiter done", 'waiter finished pg_advisory_xact_lock(42)');
 
-$node->wait_for_log(
-	qr/idle_guard: terminating silent session pid=$holder_pid user="\w+" db="postgres" app="advisory_holder" client=local silent_s=[\d.]+ locks=1 blocked=1 rule=blocking action=terminate/,
-	$offset);
-pass('LOG line: one lock, one blocked session');
-
-my ($h_rule, $h_action, $h_locks, $h_blocked, $h_ms) = split /\|/,
-  $node->safe_psql('postgres',
-	"SELECT rule, action, locks_held, blocked_total, "
-	  . "extract(epoch FROM silent_for) * 1000 "
-	  . "FROM idle_guard_history() WHERE pid = $holder_pid");
-is("$h_rule|$h_action|$h_locks|$h_blocked", 'blocking|terminated|1|1',
-	'history: advisory holder terminated by the blocking rule');
-cmp_ok($h_ms, '>=', $timeout_ms, 'not acted on before blocking_timeout');
+# The LOG line and the history: one lock, one blocked session, terminated
+# by the blocking rule at its deadline.
+ig_check_terminated($node, $holder_pid,
+	offset => $offset,
+	app => 'advisory_holder',
+	timeout_ms => $timeout_ms,
+	locks => 1,
+	label => 'advisory holder');
 
 # Nobody waits on the several-locks session: it is still there, untouched,
 # with the same count, after all that.
