@@ -93,9 +93,8 @@ is(locks_of($nolock_pid), '0', 'b: the lock-free session holds no lock');
 # c. silent in a failed transaction: the abort released its lock on t.
 my ($aborted, $aborted_pid) = ig_silent_session($node, 'aborted',
 	'BEGIN; SELECT * FROM t;');
-my (undef, $failed) = $aborted->query('SELECT 1/0;');
+my (undef, $failed) = ig_try_query($aborted, 'SELECT 1/0;');
 is($failed, 1, 'c: division by zero failed the transaction');
-$aborted->{stderr} = '';
 is(state_of($aborted_pid), 'idle in transaction (aborted)',
 	'c: session is idle in transaction (aborted)');
 is(locks_of($aborted_pid), '0', 'c: the abort released its locks');
@@ -126,14 +125,12 @@ cmp_ok($sweeps_a, '>', $sweeps_start, 'a: the worker has been sweeping');
 
 # a: positive control: at idle_timeout the worker does terminate it.
 ig_wait_gone($node, $holder_pid, 'a: holder terminated at idle_timeout');
-my ($h_rule, $h_action, $h_blocked, $h_ms) = split /\|/,
-  $node->safe_psql('postgres',
-	"SELECT rule, action, blocked_total, extract(epoch FROM silent_for) * 1000 "
-	  . "FROM idle_guard_history() WHERE pid = $holder_pid");
-is("$h_rule|$h_action|$h_blocked", 'idle|terminated|0',
+my ($h_ms, $h) = split /,/, ig_history($node, $holder_pid,
+	'extract(epoch FROM silent_for) * 1000', 'rule', 'action', 'blocked_total'), 2;
+is($h, 'idle,terminated,0',
 	'a: history: terminated by the idle rule, nobody blocked');
 cmp_ok($h_ms, '>=', $idle_ms, 'a: not acted on before idle_timeout');
-cmp_ok($h_ms, '<', $idle_ms + 1500, 'a: acted on soon after idle_timeout');
+cmp_ok($h_ms, '<', $idle_ms + IG_LATE_MS, 'a: acted on soon after idle_timeout');
 
 # b and c: the worker has swept past idle_timeout and they are untouched.
 ig_wait_sweep_after($node, $nolock_pid, $idle_ms + $margin_ms);
@@ -164,13 +161,9 @@ cmp_ok($sweeps_bc, '>', $sweeps_a, 'b, c: the worker kept sweeping');
 # d. an active query that holds an AccessExclusiveLock on u, and a session
 # waiting for it.  The sleep is long and is cancelled below, so the
 # transaction never goes silent while it holds the lock.
-my $active = $node->background_psql('postgres', on_error_stop => 0);
-my $active_pid = $active->query_safe(
-	"SET application_name = 'active'; SELECT pg_backend_pid();");
-$active_pid =~ s/\s+//g;
-$active->{stdin} .=
-  "BEGIN; LOCK TABLE u IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);\n";
-$active->{run}->pump_nb();
+my ($active, $active_pid) = ig_silent_session($node, 'active', undef);
+ig_send($active,
+	'BEGIN; LOCK TABLE u IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);');
 ig_wait_for($node,
 	"SELECT state = 'active' AND wait_event = 'PgSleep' "
 	  . "FROM pg_stat_activity WHERE pid = $active_pid",
@@ -198,10 +191,8 @@ cmp_ok(sweeps(), '>', $sweeps_bc, 'd: the worker kept sweeping');
 # reader proceeds.
 is($node->safe_psql('postgres', "SELECT pg_cancel_backend($active_pid)"),
 	't', 'd: cancel the sleep');
-ig_wait_for($node,
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $reader_pid AND wait_event_type = 'Lock'",
-	't', 'd: the reader no longer waits');
-is($reader->query_safe("SELECT 'reader done'"),
+ig_wait_unblocked($node, $reader_pid, 'd: the reader no longer waits');
+is(ig_query($reader, "SELECT 'reader done'"),
 	"1\nreader done", 'd: the reader got its result');
 ok(ig_pid_alive($node, $active_pid), 'd: the cancelled session is still connected');
 

@@ -32,9 +32,8 @@ $node->safe_psql('postgres', 'CREATE TABLE t (a int); CREATE TABLE u (a int);');
 my ($holder, $hpid) = ig_silent_session($node, 'holder', 'BEGIN; SELECT * FROM t;');
 # An active session holding a lock, and a waiter on it: every sweep finds a
 # lock waiter and runs the lock-table pass.
-my ($active, $apid) = ig_silent_session($node, 'active', '');
-$active->{stdin} .= "BEGIN; LOCK TABLE u; SELECT pg_sleep(600);\n";
-$active->{run}->pump_nb();
+my ($active, $apid) = ig_silent_session($node, 'active', undef);
+ig_send($active, 'BEGIN; LOCK TABLE u; SELECT pg_sleep(600);');
 ig_wait_for($node,
 	"SELECT wait_event = 'PgSleep' FROM pg_stat_activity WHERE pid = $apid",
 	't', 'lock holder is active');

@@ -84,10 +84,7 @@ sub pileup
 	my ($sa, $a_pid) = ig_silent_session($node, "locker_$n", undef,
 		user => $locker,
 		dbname => $db);
-	my $sw = $node->background_psql($db, on_error_stop => 0);
-	my $w_pid = $sw->query_safe(
-		"SET application_name = 'waiter_$n'; SELECT pg_backend_pid();");
-	$w_pid =~ s/\s+//g;
+	my ($sw, $w_pid) = ig_silent_session($node, "waiter_$n", undef, dbname => $db);
 
 	# What the monitor asks during the pile-up, asked once before it, so
 	# that nothing it needs (the library, the functions, its own role's
@@ -114,7 +111,7 @@ sub pileup
 	  for ("SET statement_timeout = '5s'", $sample_sql, $queued_sql, $report_sql,
 		"SELECT wait_event_type FROM pg_stat_get_activity($w_pid)",
 		"SELECT pg_blocking_pids($w_pid)", $silent_since_sql->($b_pid));
-	is($monitor->query_safe($report_sql),
+	is(ig_query($monitor, $report_sql),
 		'', "$catalog: nobody in the report before the scenario");
 
 	# Poll the worker's wait event, and whether B and A are still there.
@@ -122,7 +119,7 @@ sub pileup
 	my $samples = 0;
 	my $sample = sub {
 		my ($wait, $b_here, $a_here, $now) =
-		  split /\|/, $monitor->query_safe($sample_sql), -1;
+		  split /\|/, ig_query($monitor, $sample_sql), -1;
 		$wait = 'none' if $wait eq '';
 		$worker_waits{$wait}++;
 		$samples++;
@@ -138,7 +135,7 @@ sub pileup
 		while (1)
 		{
 			$sample->();
-			$got = $monitor->query_safe($sql);
+			$got = ig_query($monitor, $sql);
 			last if $got eq $expected || time > $deadline;
 			usleep(50_000);
 		}
@@ -150,16 +147,15 @@ sub pileup
 
 	# B holds a row lock and goes silent; W waits on it.
 	$sb->query_safe('BEGIN; UPDATE t SET v = v + 1 WHERE id = 1;');
-	my $b_silent = $monitor->query_safe($silent_since_sql->($b_pid));
-	$sw->{stdin} .= "UPDATE t SET v = v + 10 WHERE id = 1;\n";
-	$sw->{run}->pump_nb();
+	my $b_silent = ig_query($monitor, $silent_since_sql->($b_pid));
+	ig_send($sw, 'UPDATE t SET v = v + 10 WHERE id = 1;');
 	$monitor_until->(
 		"SELECT pg_blocking_pids($w_pid)",
 		"{$b_pid}", "$catalog: W waits on B");
 
 	# A locks the catalog and goes silent.
 	$sa->query_safe("BEGIN; LOCK TABLE $catalog;");
-	my $a_silent = $monitor->query_safe($silent_since_sql->($a_pid));
+	my $a_silent = ig_query($monitor, $silent_since_sql->($a_pid));
 
 	# L, a new login, queues behind A: A is now blocking someone.
 	my ($l_out, $l_err) = ('', '');
@@ -177,14 +173,14 @@ sub pileup
 		while (1)
 		{
 			$sample->();
-			$l_pid = $monitor->query_safe($queued_sql);
+			$l_pid = ig_query($monitor, $queued_sql);
 			last if $l_pid ne '' || time > $deadline;
 			usleep(50_000);
 		}
 	}
 	like($l_pid, qr/^\d+$/,
 		"$catalog: a new login queues on the lock of $catalog");
-	is($monitor->query_safe("SELECT pg_blocking_pids($l_pid)"),
+	is(ig_query($monitor, "SELECT pg_blocking_pids($l_pid)"),
 		"{$a_pid}", "$catalog: the login waits on A");
 
 	# The report, from the connection opened before the lock, during the
@@ -192,11 +188,10 @@ sub pileup
 	# the OID in place of the name it cannot read.  B's deadline may have
 	# passed already on a slow machine; if B is there, it is shown so too.
 	my $t0 = time;
-	my ($report, $report_failed) = $monitor->query($report_sql);
+	my ($report, $report_failed, $report_err) = ig_try_query($monitor, $report_sql);
 	my $report_s = time - $t0;
 	ok(!$report_failed, "$catalog: idle_guard_report() answers during the pile-up")
-	  or diag($monitor->{stderr});
-	$monitor->{stderr} = '';
+	  or diag($report_err);
 	cmp_ok($report_s, '<', 1,
 		"$catalog: idle_guard_report() answers within a second during the pile-up"
 	);
@@ -249,10 +244,10 @@ sub pileup
 			map { defined $_->[0] ? int(($_->[0] - $_->[1]) * 1000) : 'never' }
 			  ([ $b_gone, $b_silent ], [ $a_gone, $a_silent ])));
 	cmp_ok(defined $b_gone ? ($b_gone - $b_silent) * 1000 : 1e9,
-		'<', $timeout_ms + 1500,
+		'<', $timeout_ms + IG_LATE_MS,
 		"$catalog: B seen gone soon after its deadline");
 	cmp_ok(defined $a_gone ? ($a_gone - $a_silent) * 1000 : 1e9,
-		'<', $timeout_ms + 1500,
+		'<', $timeout_ms + IG_LATE_MS,
 		"$catalog: A seen gone soon after its deadline");
 
 	# If A is still there (the worker stuck), end the pile-up so that the
@@ -269,7 +264,7 @@ sub pileup
 		'1', "$catalog: new logins get in");
 
 	# W got B's row.
-	is($sw->query_safe('SELECT v FROM t WHERE id = 1'),
+	is(ig_query($sw, 'SELECT v FROM t WHERE id = 1'),
 		'10', "$catalog: W's update went through after B's end");
 
 	# The LOG lines: one physical line each, with the OID for the name the
@@ -306,7 +301,7 @@ sub pileup
 			"$catalog: history: $who terminated, named once the catalog is free");
 		cmp_ok($h_ms // 0, '>=', $timeout_ms,
 			"$catalog: $who not ended before its deadline");
-		cmp_ok($h_ms // 1e9, '<', $timeout_ms + 1500,
+		cmp_ok($h_ms // 1e9, '<', $timeout_ms + IG_LATE_MS,
 			"$catalog: $who ended soon after its deadline");
 	}
 

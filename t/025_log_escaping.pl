@@ -52,11 +52,6 @@ my $node = ig_node_initdb(
 my @session_keys = qw(pid user db app client silent_s locks blocked rule action reason);
 my @prepared_keys = qw(xid gid user db silent_s locks blocked rule action reason);
 
-sub value
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
 # A SQL string literal of any bytes that keeps the statement one printable
 # line (log_statement = all logs it): E'...' with \xHH for every byte that
 # is not printable ASCII, and for ' and \.
@@ -91,7 +86,7 @@ sub action_lines
 sub history_since
 {
 	my ($before) = @_;
-	return value('SELECT count(*) FROM idle_guard_history()') - $before;
+	return ig_value($node, 'SELECT count(*) FROM idle_guard_history()') - $before;
 }
 
 # Every physical line after $offset starts with the log prefix
@@ -103,22 +98,6 @@ sub all_lines_prefixed
 	my @bad = grep { !/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ \[\d+\] / }
 	  ig_log_lines($node, $offset, qr/^/);
 	is(scalar @bad, 0, $what) or diag explain \@bad;
-}
-
-# A session in database $db that sends $sql, expected to wait on a lock;
-# returns once it waits.
-sub waiting_in
-{
-	my ($db, $app, $sql) = @_;
-	my $s = $node->background_psql($db, on_error_stop => 0);
-	my $pid = $s->query_safe("SET application_name = '$app'; SELECT pg_backend_pid();");
-	$pid =~ s/\s+//g;
-	$s->{stdin} .= "$sql\n";
-	$s->{run}->pump_nb();
-	ig_wait_for($node,
-		"SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $pid",
-		't', "$app is waiting on a lock");
-	return ($s, $pid);
 }
 
 # Check one session's terminate line: the fields, in their order, and the
@@ -166,7 +145,7 @@ sub check_prepared_line
 
 $node->safe_psql('postgres',
 	'CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0), (2, 0);');
-is(value('SELECT getdatabaseencoding()'), 'UTF8', 'database postgres is UTF8');
+is(ig_value($node, 'SELECT getdatabaseencoding()'), 'UTF8', 'database postgres is UTF8');
 
 #
 # a. A role with every kind of byte in its name.
@@ -183,7 +162,7 @@ is(hex_of(bytes_of('SELECT rolname FROM pg_roles WHERE rolname = ' . lit($role))
 	hex_of($role), 'a: the role exists with exactly those bytes');
 
 my $offset = -s $node->logfile;
-my $hist = value('SELECT count(*) FROM idle_guard_history()');
+my $hist = ig_value($node, 'SELECT count(*) FROM idle_guard_history()');
 my ($a_s, $a_pid) = ig_silent_session($node, 'role_case',
 	'BEGIN; UPDATE t SET v = v + 1 WHERE id = 1;', user => $role);
 is(hex_of(bytes_of("SELECT usename FROM pg_stat_activity WHERE pid = $a_pid")),
@@ -213,7 +192,7 @@ $a_w->quit;
 #
 my $app = "app\t\"x\" user=\"forged\" \\ \xc3\xa9 end";
 $offset = -s $node->logfile;
-$hist = value('SELECT count(*) FROM idle_guard_history()');
+$hist = ig_value($node, 'SELECT count(*) FROM idle_guard_history()');
 my ($b_s, $b_pid) = ig_silent_session($node, 'plain',
 	"SELECT set_config('application_name', " . lit($app) . ', false); '
 	  . 'BEGIN; UPDATE t SET v = v + 1 WHERE id = 1;');
@@ -244,11 +223,11 @@ $b_w->quit;
 my $forged = 'LOG:  idle_guard: terminating silent session pid=1 user="forged"';
 my $gid = "x\n$forged db=\"postgres\" it's \\ \t\xc3\xa9";
 $offset = -s $node->logfile;
-$hist = value('SELECT count(*) FROM idle_guard_history()');
+$hist = ig_value($node, 'SELECT count(*) FROM idle_guard_history()');
 $node->safe_psql('postgres',
 	'BEGIN; UPDATE t SET v = v + 1 WHERE id = 2; PREPARE TRANSACTION ' . lit($gid) . ';',
 	extra_params => [ '-U', $role ]);
-my $xid = value('SELECT transaction FROM pg_prepared_xacts WHERE gid = ' . lit($gid));
+my $xid = ig_value($node, 'SELECT transaction FROM pg_prepared_xacts WHERE gid = ' . lit($gid));
 ok($xid, 'c: the transaction is prepared with that gid');
 my ($c_w, $c_w_pid) = ig_waiting_session($node, 'w_prepared',
 	'UPDATE t SET v = 10 WHERE id = 2;');
@@ -283,14 +262,12 @@ my ($rollback) =
   ($f->{_tail} // '') =~ /\A(ROLLBACK PREPARED .*) in database postgres would end it\z/s;
 ok(defined $rollback, 'c: the tail holds a ROLLBACK PREPARED statement');
 $node->safe_psql('postgres', $rollback // 'SELECT 1');
-is(value('SELECT count(*) FROM pg_prepared_xacts'), '0',
+is(ig_value($node, 'SELECT count(*) FROM pg_prepared_xacts'), '0',
 	'c: that statement ended the prepared transaction');
 # (If it did not, end it so that the rest can run.)
-value('ROLLBACK PREPARED ' . lit($gid))
-  if value('SELECT count(*) FROM pg_prepared_xacts') ne '0';
-ig_wait_for($node,
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $c_w_pid AND wait_event_type = 'Lock'",
-	't', 'c: the waiter proceeds');
+ig_value($node, 'ROLLBACK PREPARED ' . lit($gid))
+  if ig_value($node, 'SELECT count(*) FROM pg_prepared_xacts') ne '0';
+ig_wait_unblocked($node, $c_w_pid, 'c: the waiter proceeds');
 $c_w->quit;
 
 #
@@ -299,14 +276,14 @@ $c_w->quit;
 # history and the report show '' (not NULL).
 #
 $offset = -s $node->logfile;
-$hist = value('SELECT count(*) FROM idle_guard_history()');
+$hist = ig_value($node, 'SELECT count(*) FROM idle_guard_history()');
 $node->safe_psql('postgres',
 	"BEGIN; UPDATE t SET v = v + 1 WHERE id = 2; PREPARE TRANSACTION '';");
-$xid = value("SELECT transaction FROM pg_prepared_xacts WHERE gid = ''");
+$xid = ig_value($node, "SELECT transaction FROM pg_prepared_xacts WHERE gid = ''");
 ok($xid, 'c2: the transaction is prepared with an empty gid');
 my ($c2_w, $c2_w_pid) = ig_waiting_session($node, 'w_empty_gid',
 	'UPDATE t SET v = 10 WHERE id = 2;');
-is(value("SELECT gid IS NOT NULL AND gid = '' FROM idle_guard_report() WHERE pid IS NULL"),
+is(ig_value($node, "SELECT gid IS NOT NULL AND gid = '' FROM idle_guard_report() WHERE pid IS NULL"),
 	't', "c2: the report shows the gid ''");
 ig_wait_for($node,
 	"SELECT count(*) = 1 FROM idle_guard_history() WHERE gid = ''",
@@ -317,10 +294,8 @@ is(scalar @lines, 1, 'c2: one idle_guard line');
 is(history_since($hist), 1, 'c2: one action in the history');
 check_prepared_line($lines[0] // '', $xid, '', 'postgres', 'postgres',
 	"ROLLBACK PREPARED '' in database postgres would end it", 'c2');
-value("ROLLBACK PREPARED ''");
-ig_wait_for($node,
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $c2_w_pid AND wait_event_type = 'Lock'",
-	't', 'c2: the waiter proceeds');
+ig_value($node, "ROLLBACK PREPARED ''");
+ig_wait_unblocked($node, $c2_w_pid, 'c2: the waiter proceeds');
 $c2_w->quit;
 
 #
@@ -349,7 +324,7 @@ is(hex_of(bytes_of("SELECT rolname FROM pg_roles WHERE encode(textsend(rolname::
 	hex_of($raw_role), 'd: the role exists with exactly those bytes');
 
 $offset = -s $node->logfile;
-$hist = value('SELECT count(*) FROM idle_guard_history()');
+$hist = ig_value($node, 'SELECT count(*) FROM idle_guard_history()');
 my ($d_s, $d_pid) = ig_silent_session($node, 'raw_case',
 	'BEGIN; UPDATE t2 SET v = v + 1 WHERE id = 1;',
 	user => $raw_role, dbname => $raw_db);
@@ -359,8 +334,10 @@ $node->safe_psql($raw_db,
 my $d_xid = $node->safe_psql($raw_db,
 	'SELECT transaction FROM pg_prepared_xacts WHERE gid = ' . lit($raw_gid));
 ok($d_xid, 'd: the transaction is prepared with that gid');
-my ($d_w1) = waiting_in($raw_db, 'w_raw1', 'UPDATE t2 SET v = 10 WHERE id = 1;');
-my ($d_w2, $d_w2_pid) = waiting_in($raw_db, 'w_raw2', 'UPDATE t2 SET v = 10 WHERE id = 2;');
+my ($d_w1) = ig_waiting_session($node, 'w_raw1', 'UPDATE t2 SET v = 10 WHERE id = 1;',
+	dbname => $raw_db);
+my ($d_w2, $d_w2_pid) = ig_waiting_session($node, 'w_raw2',
+	'UPDATE t2 SET v = 10 WHERE id = 2;', dbname => $raw_db);
 ig_wait_gone($node, $d_pid, 'd: the session is terminated');
 ig_wait_for($node,
 	"SELECT count(*) = 1 FROM idle_guard_history() "
@@ -386,9 +363,7 @@ check_prepared_line($p_line // '', $d_xid, $raw_gid, $raw_role, $raw_db, $d_tail
 all_lines_prefixed($offset, 'd: every log line starts with the log prefix');
 
 $node->safe_psql($raw_db, 'ROLLBACK PREPARED ' . lit($raw_gid));
-ig_wait_for($node,
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $d_w2_pid AND wait_event_type = 'Lock'",
-	't', 'd: the waiter on the prepared transaction proceeds');
+ig_wait_unblocked($node, $d_w2_pid, 'd: the waiter on the prepared transaction proceeds');
 ig_close($d_s);
 $d_w1->quit;
 $d_w2->quit;
