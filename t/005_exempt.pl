@@ -33,15 +33,6 @@ sub report_row
 		  . "FROM idle_guard_report() WHERE pid = $pid");
 }
 
-# Every idle_guard action recorded or logged for a pid.
-sub history_of
-{
-	my ($node, $pid) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT string_agg(action, ',' ORDER BY at) FROM idle_guard_history() "
-		  . "WHERE pid = $pid");
-}
-
 sub logged_for
 {
 	my ($node, $pid) = @_;
@@ -100,9 +91,9 @@ is( $node->safe_psql('postgres',
 # Positive control: the worker acts on this node, on a session calling
 # itself pg_dump as on any other.
 ig_wait_gone($node, $control_pid, 'non-exempt blocking session terminated');
-is(history_of($node, $control_pid), 'terminated', 'control in history');
+is(ig_history($node, $control_pid), 'terminated', 'control in history');
 ig_wait_gone($node, $dump_pid, 'application pg_dump not exempt by default');
-is(history_of($node, $dump_pid), 'terminated', 'pg_dump by name in history');
+is(ig_history($node, $dump_pid), 'terminated', 'pg_dump by name in history');
 
 for my $case ([ 'role batch', $by_role_pid ])
 {
@@ -111,7 +102,7 @@ for my $case ([ 'role batch', $by_role_pid ])
 	ok(ig_pid_alive($node, $pid), "$what: alive after a sweep past its deadline");
 	is(report_row($node, $pid), 'blocking|exempt|1|t',
 		"$what: still blocking past blocking_timeout, action exempt");
-	is(history_of($node, $pid), '', "$what: no history entry");
+	is(ig_history($node, $pid), '', "$what: no history entry");
 	ok(!logged_for($node, $pid), "$what: no LOG line");
 }
 
@@ -177,7 +168,7 @@ for my $app (qw(nightly_export etl_nightly))
 	ok(ig_pid_alive($node, $pid), "$app: alive after a sweep past its deadline");
 	is(report_row($node, $pid), 'blocking|exempt|1|t',
 		"$app: still blocking past blocking_timeout, action exempt");
-	is(history_of($node, $pid), '', "$app: no history entry");
+	is(ig_history($node, $pid), '', "$app: no history entry");
 	ok(!logged_for($node, $pid), "$app: no LOG line");
 	$s{$app}{holder}->query_safe('ROLLBACK');
 }

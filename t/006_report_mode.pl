@@ -47,14 +47,6 @@ sub wait_sweeps
 		't', $what);
 }
 
-sub history_of
-{
-	my ($node, $pid) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT string_agg(action, ',' ORDER BY at) FROM idle_guard_history() "
-		  . "WHERE pid = $pid");
-}
-
 # Set idle_guard.action and reload; wait until new sessions see it.
 sub set_action
 {
@@ -109,7 +101,7 @@ cmp_ok($silent_ms, '>=', 1000, 'not reported before blocking_timeout');
 wait_sweeps($node, 3, 'worker swept 3 more times');
 ok(ig_pid_alive($node, $pid), 'reported session not terminated');
 is(log_count($node, $offset, $any_re), 1, 'logged once in its episode');
-is(history_of($node, $pid), 'reported', 'recorded once in its episode');
+is(ig_history($node, $pid), 'reported', 'recorded once in its episode');
 is( $node->safe_psql('postgres',
 		'SELECT reported, terminated, skipped FROM idle_guard_stats()'),
 	'1|0|0',
@@ -123,8 +115,7 @@ is( $node->safe_psql('postgres',
 # Episode 2: the client runs a statement in the same transaction and goes
 # silent again.
 #
-my $woke_at = $holder->query_safe('SELECT clock_timestamp();');
-$woke_at =~ s/^\s+|\s+$//g;
+my $woke_at = ig_query($holder, 'SELECT clock_timestamp();');
 ig_wait_for($node,
 	"SELECT count(*) = 2 FROM idle_guard_history() WHERE pid = $pid",
 	't', 'new silent episode reported');
@@ -136,7 +127,7 @@ ok( $node->safe_psql('postgres',
 wait_sweeps($node, 3, 'worker swept 3 more times');
 ok(ig_pid_alive($node, $pid), 'still not terminated');
 is(log_count($node, $offset, $any_re), 2, 'logged once per episode');
-is(history_of($node, $pid), 'reported,reported', 'recorded once per episode');
+is(ig_history($node, $pid), 'reported;reported', 'recorded once per episode');
 
 #
 # Escalation: action = terminate terminates the reported session.
@@ -147,15 +138,13 @@ $node->wait_for_log(
 	qr/idle_guard: terminating silent session pid=$pid .* rule=blocking action=terminate/,
 	$offset);
 pass('LOG line for the termination');
-is(history_of($node, $pid), 'reported,reported,terminated',
+is(ig_history($node, $pid), 'reported;reported;terminated',
 	'history: reported twice, then terminated');
 is( $node->safe_psql('postgres',
 		'SELECT reported, terminated, skipped FROM idle_guard_stats()'),
 	'2|1|0',
 	'stats after escalation');
-ig_wait_for($node,
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $writer_pid AND wait_event_type = 'Lock'",
-	't', 'writer proceeds');
+ig_wait_unblocked($node, $writer_pid, 'writer proceeds');
 $writer->query_safe('SELECT 1');
 ig_close($holder);
 

@@ -95,10 +95,7 @@ $node->wait_for_log(
 	qr/\[$new_pid\] LOG:  idle_guard: terminating silent session pid=$pid /,
 	$offset);
 pass('the LOG line comes from the new worker');
-is( $node->safe_psql('postgres',
-		"SELECT action FROM idle_guard_history() WHERE pid = $pid"),
-	'terminated',
-	'history records it');
+is(ig_history($node, $pid), 'terminated', 'history records it');
 is($node->safe_psql('postgres', 'SELECT terminated FROM idle_guard_stats()'),
 	'1', 'stats count it');
 $writer->query_safe('SELECT 1');
@@ -136,10 +133,8 @@ my $third_pid = $node->safe_psql('postgres',
 # a session past its blocking deadline is silent
 my $restarted = $node->safe_psql('postgres',
 	'SELECT worker_started_at FROM idle_guard_stats()');
-ig_wait_for($node,
-	"SELECT last_sweep_at > '$restarted'::timestamptz + interval '300 ms' "
-	  . "FROM idle_guard_stats()",
-	't', 'the new worker has swept the still-silent session');
+ig_wait_sweep_past($node, $restarted, 300,
+	'the new worker has swept the still-silent session');
 ok(ig_pid_alive($node, $quiet_pid), 'report mode: still not terminated');
 is( $node->safe_psql('postgres',
 		"SELECT count(*) FROM idle_guard_history() WHERE pid = $quiet_pid"),

@@ -84,9 +84,7 @@ $node->wait_for_log(
 pass('database with action = report: LOG line');
 ig_wait_sweep_after($node, $rep_pid, $idle_ms + 500);
 ok(ig_pid_alive($node, $rep_pid), 'database with action = report: not terminated');
-is($node->safe_psql('postgres',
-		"SELECT action FROM idle_guard_history() WHERE pid = $rep_pid"),
-	'reported', 'history: reported');
+is(ig_history($node, $rep_pid), 'reported', 'history: reported');
 ig_close($patient);
 ig_close($dflt);
 ig_close($rep);

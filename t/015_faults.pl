@@ -35,15 +35,6 @@ $node->safe_psql('postgres',
 	  . 'INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 10) g;'
 	  . 'CREATE ROLE app LOGIN; GRANT ALL ON accounts TO app;');
 
-# history_entries($pid): the history's actions for that pid, comma-separated
-sub history_entries
-{
-	my ($pid) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT coalesce(string_agg(action || '/' || rule, ',' ORDER BY at), '') "
-		  . "FROM idle_guard_history() WHERE pid = $pid");
-}
-
 # silent_ms($pid): how long that backend has been in its current state
 sub silent_ms
 {
@@ -94,7 +85,8 @@ ig_wait_gone($node, $blocker_pid,
 	'the new worker terminates the blocking session that became due in the gap');
 $b_waiter->query_safe('SELECT 1;');
 pass('its waiter proceeded');
-is(history_entries($blocker_pid), 'terminated/blocking', 'history: blocker terminated');
+is(ig_history($node, $blocker_pid, 'action', 'rule'), 'terminated,blocking',
+	'history: blocker terminated');
 $node->wait_for_log(
 	qr/\[$worker2\] LOG:  idle_guard: terminating silent session pid=$blocker_pid /,
 	$offset);
@@ -104,9 +96,9 @@ ig_wait_sweep_after($node, $lonely_pid, 2500);
 ok(ig_pid_alive($node, $lonely_pid), 'lonely holder (nobody waits) not terminated');
 ok(ig_pid_alive($node, $nolock_pid), 'silent session without locks not terminated');
 ok(ig_pid_alive($node, $waker_pid), 'the session that woke during the gap not terminated');
-is(history_entries($waker_pid) . history_entries($lonely_pid) . history_entries($nolock_pid),
+is(join('', map { ig_history($node, $_) } $waker_pid, $lonely_pid, $nolock_pid),
 	'', 'history: nothing for the sessions that must be left alone');
-is($waker->query_safe('SELECT 42;'), '42', 'the waker still works');
+is(ig_query($waker, 'SELECT 42;'), '42', 'the waker still works');
 
 ig_close($blocker);
 $_->quit for ($b_waiter, $w_waiter, $waker);
@@ -142,9 +134,7 @@ my $t_reload = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
 $node->append_conf('postgresql.conf',
 	join('', map { "$_ = $bad{$_}\n" } sort keys %bad));
 $node->reload;
-ig_wait_for($node,
-	"SELECT last_sweep_at > '$t_reload' FROM idle_guard_stats()",
-	't', 'the worker swept after the bad reload');
+ig_wait_sweep_past($node, $t_reload, 0, 'the worker swept after the bad reload');
 for my $name (sort keys %bad)
 {
 	$node->wait_for_log(
@@ -223,7 +213,8 @@ is( $node->safe_psql('postgres',
 
 ig_wait_gone($node, $full_blocker_pid,
 	'with every slot taken, the worker still terminates the blocking session');
-is(history_entries($full_blocker_pid), 'terminated/blocking', 'history: terminated');
+is(ig_history($node, $full_blocker_pid, 'action', 'rule'), 'terminated,blocking',
+	'history: terminated');
 $full_waiter->query_safe('SELECT 1;');
 pass('its waiter proceeded');
 ig_wait_sweep_after($node, $full_lonely_pid, 2500);

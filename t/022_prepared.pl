@@ -44,15 +44,10 @@ $node->safe_psql('postgres',
 $node->safe_psql('other',
 	'CREATE TABLE o (id int PRIMARY KEY, v int); INSERT INTO o VALUES (1, 0);');
 
-sub value
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
 sub history_count
 {
 	my ($gid) = @_;
-	return value("SELECT count(*) FROM idle_guard_history() WHERE gid = '$gid'");
+	return ig_value($node, "SELECT count(*) FROM idle_guard_history() WHERE gid = '$gid'");
 }
 
 # Lines of the server log after $offset that idle_guard wrote (not the
@@ -72,9 +67,9 @@ sub set_prepared_timeout
 	ig_worker_looks_now($node, $what);
 }
 
-is(value('SHOW idle_guard.prepared_timeout'), '30min',
+is(ig_value($node, 'SHOW idle_guard.prepared_timeout'), '30min',
 	'prepared_timeout defaults to 30min');
-is(value('SHOW idle_guard.action'), 'terminate', 'the action is terminate');
+is(ig_value($node, 'SHOW idle_guard.action'), 'terminate', 'the action is terminate');
 
 #
 # a. Prepared by alice, who then disconnects.
@@ -83,17 +78,17 @@ my $offset = -s $node->logfile;
 $node->safe_psql('postgres',
 	"BEGIN; UPDATE p SET v = v + 1 WHERE id = 1; PREPARE TRANSACTION 'ig_test_gxact';",
 	extra_params => [ '-U', 'alice' ]);
-my ($xid, $prepared_at) = split /\|/, value(
+my ($xid, $prepared_at) = split /\|/, ig_value($node,
 	"SELECT transaction, prepared FROM pg_prepared_xacts WHERE gid = 'ig_test_gxact'");
 ok($xid, 'a: the transaction is prepared');
-is( value(
+is( ig_value($node,
 		"SELECT count(*) FROM pg_stat_activity WHERE usename = 'alice'"),
 	'0', 'a: alice has no session left');
 
 ig_wait_for($node,
 	"SELECT count(*) = 1 FROM idle_guard_report() WHERE gid = 'ig_test_gxact'",
 	't', 'a: the report lists the prepared transaction');
-is( value(
+is( ig_value($node,
 		"SELECT pid IS NULL, state, silent_reason, usename, datname, "
 		  . "client_addr IS NULL, wait_event IS NULL, xact_start IS NULL, "
 		  . "backend_xid = '$xid', locks_held >= 1, blocked_total, rule, action "
@@ -101,14 +96,14 @@ is( value(
 	't|prepared|prepared|alice|postgres|t|t|t|t|t|0|idle|report',
 	'a: report: no pid, state prepared, owner, database, xid, locks, idle rule, report only'
 );
-is( value(
+is( ig_value($node,
 		"SELECT coalesce(application_name, '<NULL>') "
 		  . "FROM idle_guard_report() WHERE gid = 'ig_test_gxact'"),
 	'<NULL>', 'a: report: application_name NULL (no backend, no application)');
 # Its silence starts when it was prepared, or when idle_guard first saw it
 # (a lower bound of its age); the idle rule's deadline is prepared_timeout
 # after that.
-is( value(
+is( ig_value($node,
 		"SELECT silent_since >= '$prepared_at'::timestamptz "
 		  . "AND silent_since <= clock_timestamp(), "
 		  . "deadline = silent_since + interval '30 min' "
@@ -120,7 +115,7 @@ is( value(
 #
 my ($writer, $writer_pid) = ig_waiting_session($node, 'writer',
 	'UPDATE p SET v = v + 10 WHERE id = 1;');
-is( value(
+is( ig_value($node,
 		"SELECT blocked_direct, blocked_total, blocked_pids, rule, action "
 		  . "FROM idle_guard_report() WHERE gid = 'ig_test_gxact'"),
 	"1|1|{$writer_pid}|blocking|report",
@@ -129,13 +124,13 @@ is( value(
 ig_wait_for($node,
 	"SELECT count(*) = 1 FROM idle_guard_history() WHERE gid = 'ig_test_gxact'",
 	't', 'b: reported in the history');
-my ($h, $h_at) = split /\|/, value(
+my ($h, $h_at) = split /\|/, ig_value($node,
 	"SELECT (pid IS NULL) || ',' || usename || ',' || datname || ',' || rule "
 	  . "|| ',' || action || ',' || silent_reason || ',' || blocked_total, at "
 	  . "FROM idle_guard_history() WHERE gid = 'ig_test_gxact'");
 is($h, 'true,alice,postgres,blocking,reported,prepared,1',
 	'b: history: no pid, alice, blocking rule, reported, prepared, one blocked');
-is( value(
+is( ig_value($node,
 		"SELECT '$h_at'::timestamptz >= '$prepared_at'::timestamptz "
 		  . "+ interval '$blocking_ms ms'"),
 	't', 'b: not reported before blocking_timeout');
@@ -149,29 +144,26 @@ like($lines[0] // '', qr/ROLLBACK PREPARED 'ig_test_gxact'/,
 
 # More sweeps, well past the deadline, with the writer still waiting.
 ig_worker_looks_now($node, 'b: the worker looks again');
-ig_wait_for($node,
-	"SELECT last_sweep_at > '$h_at'::timestamptz + interval '$blocking_ms ms' FROM idle_guard_stats()",
-	't', 'b: the worker swept again blocking_timeout after the report');
+ig_wait_sweep_past($node, $h_at, $blocking_ms,
+	'b: the worker swept again blocking_timeout after the report');
 ig_worker_looks_now($node, 'b: and once more');
 is(history_count('ig_test_gxact'), '1', 'b: still one history row: reported once');
 is(scalar(grep { /gid="ig_test_gxact"/ } idle_guard_lines($offset)),
 	1, 'b: still one LOG line');
-is(value('SELECT reported, terminated FROM idle_guard_stats()'), '1|0',
+is(ig_value($node, 'SELECT reported, terminated FROM idle_guard_stats()'), '1|0',
 	'b: counters: one report, no termination');
-is( value(
+is( ig_value($node,
 		"SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'ig_test_gxact'"),
 	'1', 'b: the prepared transaction still exists');
-is(value("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $writer_pid"),
+is(ig_value($node, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $writer_pid"),
 	'Lock', 'b: the writer still waits');
 
-value("ROLLBACK PREPARED 'ig_test_gxact'");
-ig_wait_for($node,
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $writer_pid AND wait_event_type = 'Lock'",
-	't', 'b: the writer proceeds after ROLLBACK PREPARED');
+ig_value($node, "ROLLBACK PREPARED 'ig_test_gxact'");
+ig_wait_unblocked($node, $writer_pid, 'b: the writer proceeds after ROLLBACK PREPARED');
 $writer->query_safe('SELECT 1');
-is(value('SELECT v FROM p WHERE id = 1'), '10',
+is(ig_value($node, 'SELECT v FROM p WHERE id = 1'), '10',
 	'b: the prepared update rolled back, the writer committed');
-is(value("SELECT count(*) FROM idle_guard_report() WHERE gid = 'ig_test_gxact'"),
+is(ig_value($node, "SELECT count(*) FROM idle_guard_report() WHERE gid = 'ig_test_gxact'"),
 	'0', 'b: no longer in the report');
 $writer->quit;
 
@@ -182,16 +174,16 @@ set_prepared_timeout("${prepared_ms}ms", 'c: prepared_timeout 3s, reloaded');
 $offset = -s $node->logfile;
 $node->safe_psql('other',
 	"BEGIN; UPDATE o SET v = v + 1 WHERE id = 1; PREPARE TRANSACTION 'ig_idle_gxact';");
-my $idle_at = value(
+my $idle_at = ig_value($node,
 	"SELECT prepared FROM pg_prepared_xacts WHERE gid = 'ig_idle_gxact'");
 ig_worker_looks_now($node, 'c: the worker looks soon after PREPARE');
-is( value(
+is( ig_value($node,
 		"SELECT datname, blocked_total, rule, action, "
 		  . "deadline = silent_since + interval '$prepared_ms ms' "
 		  . "FROM idle_guard_report() WHERE gid = 'ig_idle_gxact'"),
 	'other|0|idle|report|t',
 	'c: report: database other, nobody blocked, idle rule at prepared_timeout');
-my $early = value(
+my $early = ig_value($node,
 	"SELECT last_sweep_at < '$idle_at'::timestamptz + interval '$prepared_ms ms' "
 	  . "FROM idle_guard_stats()");
 is(history_count('ig_idle_gxact'), '0', 'c: not reported right away');
@@ -200,7 +192,7 @@ is($early, 't', 'c: (that sweep was before prepared_timeout)');
 ig_wait_for($node,
 	"SELECT count(*) = 1 FROM idle_guard_history() WHERE gid = 'ig_idle_gxact'",
 	't', 'c: reported once prepared_timeout has passed');
-my ($c_row, $c_late_ms) = split /\|/, value(
+my ($c_row, $c_late_ms) = split /\|/, ig_value($node,
 	"SELECT (pid IS NULL) || ',' || datname || ',' || rule || ',' || action "
 	  . "|| ',' || silent_reason || ',' || blocked_total, "
 	  . "extract(epoch FROM at - '$idle_at'::timestamptz) * 1000 "
@@ -209,7 +201,7 @@ is($c_row, 'true,other,idle,reported,prepared,0',
 	'c: history: database other, idle rule, reported');
 cmp_ok($c_late_ms, '>=', $prepared_ms, 'c: not reported before prepared_timeout');
 # Timed from when idle_guard first saw it, which may be a sweep later.
-cmp_ok($c_late_ms, '<', $prepared_ms + $blocking_ms + 1500,
+cmp_ok($c_late_ms, '<', $prepared_ms + $blocking_ms + IG_LATE_MS,
 	'c: reported soon after prepared_timeout');
 $node->wait_for_log(qr/idle_guard: [^\n]*gid="ig_idle_gxact"/, $offset);
 @lines = grep { /gid="ig_idle_gxact"/ } idle_guard_lines($offset);
@@ -226,45 +218,43 @@ $node->safe_psql('other', "ROLLBACK PREPARED 'ig_idle_gxact'");
 set_prepared_timeout('0', 'c: prepared_timeout 0, reloaded');
 $node->safe_psql('postgres',
 	"BEGIN; UPDATE p SET v = v + 1 WHERE id = 2; PREPARE TRANSACTION 'ig_never_gxact';");
-my $never_at = value(
+my $never_at = ig_value($node,
 	"SELECT prepared FROM pg_prepared_xacts WHERE gid = 'ig_never_gxact'");
-ig_wait_for($node,
-	"SELECT last_sweep_at > '$never_at'::timestamptz + interval '"
-	  . ($prepared_ms + $blocking_ms + 500) . " ms' FROM idle_guard_stats()",
-	't', 'c: the worker swept well after 3s more of it');
+ig_wait_sweep_past($node, $never_at, $prepared_ms + $blocking_ms + 500,
+	'c: the worker swept well after 3s more of it');
 is(history_count('ig_never_gxact'), '0', 'c: prepared_timeout 0: never reported');
-is( value(
+is( ig_value($node,
 		"SELECT rule IS NULL, action <> 'terminate', blocked_total "
 		  . "FROM idle_guard_report() WHERE gid = 'ig_never_gxact'"),
 	't|t|0', 'c: listed, with no rule that would fire');
-value("ROLLBACK PREPARED 'ig_never_gxact'");
+ig_value($node, "ROLLBACK PREPARED 'ig_never_gxact'");
 
 #
 # d. A read-only prepared transaction, and one committed.
 #
 $node->safe_psql('postgres',
 	"BEGIN; SELECT 1; PREPARE TRANSACTION 'ig_readonly_gxact';");
-is( value(
+is( ig_value($node,
 		"SELECT count(*) FROM pg_locks l JOIN pg_prepared_xacts x "
 		  . "ON l.transactionid = x.transaction "
 		  . "WHERE x.gid = 'ig_readonly_gxact' AND l.pid IS NULL AND l.locktype = 'transactionid'"),
 	'1', 'd: the read-only prepared transaction holds its xid lock');
-is( value(
+is( ig_value($node,
 		"SELECT count(*) FROM pg_locks WHERE pid IS NULL AND locktype NOT IN ('transactionid', 'virtualxid')"),
 	'0', 'd: and no other lock');
 ig_wait_for($node,
 	"SELECT count(*) = 1 FROM idle_guard_report() WHERE gid = 'ig_readonly_gxact'",
 	't', 'd: the report lists it');
-is( value(
+is( ig_value($node,
 		"SELECT locks_held, blocked_total, action <> 'terminate' "
 		  . "FROM idle_guard_report() WHERE gid = 'ig_readonly_gxact'"),
 	'0|0|t', 'd: with no lock but its xid, nobody blocked');
-value("COMMIT PREPARED 'ig_readonly_gxact'");
-is( value(
+ig_value($node, "COMMIT PREPARED 'ig_readonly_gxact'");
+is( ig_value($node,
 		"SELECT count(*) FROM idle_guard_report() WHERE state = 'prepared'"),
 	'0', 'd: committed: no prepared transaction left in the report');
 
-is(value('SELECT terminated FROM idle_guard_stats()'), '0',
+is(ig_value($node, 'SELECT terminated FROM idle_guard_stats()'), '0',
 	'nothing was ever terminated');
 
 $node->stop;
