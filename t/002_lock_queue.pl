@@ -5,7 +5,9 @@
 # and s3's plain SELECT queues behind s2.  pg_blocking_pids(s3) names only
 # s2, but idle_guard counts s3 as blocked by s1 too (blocked_direct 1,
 # blocked_total 2), terminates s1 at blocking_timeout, and then both s2's
-# ALTER and s3's SELECT complete.
+# ALTER and s3's SELECT complete.  Then a silent snapshot holder that holds
+# no lock but its virtual transaction blocks CREATE INDEX CONCURRENTLY,
+# and is terminated too.
 
 use strict;
 use warnings;

@@ -4,8 +4,11 @@
 # nothing is silent.  After Parse/Bind/Execute without Sync its backend is
 # "active", waiting in ClientRead, with the transaction still open: the
 # built-in idle_in_transaction_session_timeout and statement_timeout do
-# not see it.  Written with a raw protocol client (t/IgWire.pm), since libpq
-# always ends a request with Sync.  blocking_timeout 2s, idle_timeout 5s:
+# not see it.  libpq itself can send such a request: in pipeline mode,
+# PQsendFlushRequest (PostgreSQL 14 and later) sends a Flush without a
+# Sync.  But the tests reach libpq only through psql, which has no way to
+# before PostgreSQL 18 (\flushrequest), and they run on 15 too: hence a
+# raw protocol client (t/IgWire.pm).  blocking_timeout 2s, idle_timeout 5s:
 #	a. inside BEGIN, an UPDATE sent as Parse/Bind/Execute/Flush and no
 #	   Sync, with a writer waiting on the row: reported as "request
 #	   incomplete", terminated at blocking_timeout (the client gets the

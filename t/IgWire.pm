@@ -2,9 +2,11 @@
 #
 # IgWire.pm
 #	A minimal PostgreSQL frontend speaking protocol 3.0 over a raw socket,
-#	for tests that need a client libpq and psql will not play: one that
-#	sends half of an extended-protocol request and then nothing, or one
-#	that reads a large result a few bytes at a time, or not at all.
+#	for tests that need a client that psql, the one client the test
+#	framework drives, will not play: one that sends half of an
+#	extended-protocol request and then nothing (libpq can, in pipeline
+#	mode, but psql cannot before PostgreSQL 18), or one that reads a large
+#	result a few bytes at a time, or not at all.
 #
 # Only what the tests need: trust authentication, the simple query
 # protocol, Parse/Bind/Execute/Flush/Sync of the extended protocol with
