@@ -23,7 +23,12 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = ig_node('reload', 'idle_guard.blocking_timeout' => "'1h'");
+# exempt_applications is set (it is empty by default) so that the worker
+# is seen keeping a previous value that exempts a session.
+my $node = ig_node(
+	'reload',
+	'idle_guard.blocking_timeout' => "'1h'",
+	'idle_guard.exempt_applications' => "'pg_dump'");
 $node->safe_psql('postgres',
 	'CREATE TABLE accounts (id int PRIMARY KEY, balance int);'
 	  . 'INSERT INTO accounts VALUES (1, 100), (2, 100);');
