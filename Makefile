@@ -2,7 +2,8 @@
 #
 # Build and install:   make && make install
 # Run every test:      make installcheck  (starts its own temporary servers;
-#                      the server refuses to run as root, see scripts/test.sh)
+#                      make -k runs every suite even if one fails; the server
+#                      refuses to run as root: bash scripts/test.sh does it all)
 
 MODULE_big = idle_guard
 OBJS = \
@@ -43,6 +44,9 @@ REGRESS = setup gucs report privileges upgrade
 REGRESS_OPTS = --temp-instance=./tmp_regress \
 	--temp-config=$(srcdir)/test/preload.conf
 TAP_TESTS = 1
+# installcheck is defined below, one target per suite, so that make -k
+# runs the TAP files even when a pg_regress suite fails.
+NO_INSTALLCHECK = 1
 
 EXTRA_CLEAN = tmp_regress tmp_nopreload output_nopreload test/policy_test
 
@@ -54,11 +58,11 @@ include $(PGXS)
 # the server was configured with --enable-depend).
 $(OBJS): src/idle_guard.h src/pipeline.h src/policy.h src/compat.h
 
-# A second regression run against a server that does not preload the
-# library: CREATE EXTENSION works, every function explains what is missing.
-installcheck: installcheck-nopreload unittest
-
-.PHONY: installcheck-nopreload unittest
+# Every suite: a second regression run against a server that does not
+# preload the library (CREATE EXTENSION works, every function explains what
+# is missing), the unit test, the main regression run, the TAP files.
+.PHONY: installcheck-nopreload unittest installcheck-regress installcheck-tap
+installcheck: installcheck-nopreload unittest installcheck-regress installcheck-tap
 
 installcheck-nopreload:
 	$(pg_regress_installcheck) --temp-instance=./tmp_nopreload \
@@ -72,6 +76,12 @@ test/policy_test: test/policy_test.c src/policy.c src/policy.h
 
 unittest: test/policy_test
 	./test/policy_test
+
+installcheck-regress: submake $(REGRESS_PREP)
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+
+installcheck-tap: submake
+	$(prove_installcheck)
 
 # The soak: 120 concurrent clients for 5 minutes against a throwaway
 # server, judged by an oracle (scripts/soak.sh; it builds and installs
