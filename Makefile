@@ -4,6 +4,7 @@
 # Run every test:      make installcheck  (starts its own temporary servers;
 #                      make -k runs every suite even if one fails; the server
 #                      refuses to run as root: bash scripts/test.sh does it all)
+# Static analysis:     make lint          (cppcheck, clang-tidy; -k runs both)
 
 MODULE_big = idle_guard
 OBJS = \
@@ -82,6 +83,34 @@ installcheck-regress: submake $(REGRESS_PREP)
 
 installcheck-tap: submake
 	$(prove_installcheck)
+
+# Static analysis of src/; any finding fails.  cppcheck: real warnings, no
+# style nits.  clang-tidy: the static analyzer and bug-prone patterns, less
+# the checks that fire on PostgreSQL's own macros and idioms (implicit
+# widening in ALLOCSET_DEFAULT_SIZES, reserved _PG_init, macro argument
+# style, deliberately similar branches and parameter lists).
+TIDY_CHECKS = -*,clang-analyzer-*,bugprone-*,-bugprone-easily-swappable-parameters,$\
+	-bugprone-reserved-identifier,-bugprone-macro-parentheses,$\
+	-bugprone-narrowing-conversions,-bugprone-branch-clone,$\
+	-bugprone-assignment-in-if-condition,$\
+	-bugprone-implicit-widening-of-multiplication-result,$\
+	-clang-analyzer-security.insecureAPI.*
+.PHONY: lint lint-cppcheck lint-clang-tidy
+lint: lint-cppcheck lint-clang-tidy
+
+lint-cppcheck:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--inline-suppr --std=c99 --suppress=missingIncludeSystem \
+		-I src -I $(includedir_server) -D__GNUC__ src/*.c
+
+# (clang counts the warnings it hides in PostgreSQL's headers: not shown)
+lint-clang-tidy: SHELL = /bin/bash
+lint-clang-tidy: .SHELLFLAGS = -o pipefail -c
+lint-clang-tidy:
+	clang-tidy --quiet --warnings-as-errors='*' -checks='$(TIDY_CHECKS)' src/*.c -- \
+		-I src -I $(includedir_server) -I $(dir $(includedir_server))internal \
+		-D_GNU_SOURCE -DIDLE_GUARD_VERSION='"$(IDLE_GUARD_VERSION)"' 2>&1 | \
+		{ grep -v '^[0-9]* warnings\? generated\.$$' || true; }
 
 # The soak: 120 concurrent clients for 5 minutes against a throwaway
 # server, judged by an oracle (scripts/soak.sh; it builds and installs
