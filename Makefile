@@ -5,6 +5,7 @@
 #                      make -k runs every suite even if one fails; the server
 #                      refuses to run as root: bash scripts/test.sh does it all)
 # Static analysis:     make lint          (cppcheck, clang-tidy; -k runs both)
+# Sanitizers:          make sanitize      (test/sanitize.sh, PostgreSQL 18)
 
 MODULE_big = idle_guard
 OBJS = \
@@ -95,7 +96,7 @@ TIDY_CHECKS = -*,clang-analyzer-*,bugprone-*,-bugprone-easily-swappable-paramete
 	-bugprone-assignment-in-if-condition,$\
 	-bugprone-implicit-widening-of-multiplication-result,$\
 	-clang-analyzer-security.insecureAPI.*
-.PHONY: lint lint-cppcheck lint-clang-tidy
+.PHONY: lint lint-cppcheck lint-clang-tidy sanitize
 lint: lint-cppcheck lint-clang-tidy
 
 lint-cppcheck:
@@ -111,6 +112,11 @@ lint-clang-tidy:
 		-I src -I $(includedir_server) -I $(dir $(includedir_server))internal \
 		-D_GNU_SOURCE -DIDLE_GUARD_VERSION='"$(IDLE_GUARD_VERSION)"' 2>&1 | \
 		{ grep -v '^[0-9]* warnings\? generated\.$$' || true; }
+
+# The suite again, idle_guard built with ASan and UBSan, against the
+# assert-enabled PostgreSQL 18 of scripts/pg-build.sh; any report fails.
+sanitize:
+	bash test/sanitize.sh
 
 # The soak: 120 concurrent clients for 5 minutes against a throwaway
 # server, judged by an oracle (scripts/soak.sh; it builds and installs
