@@ -6,6 +6,7 @@
 #                      refuses to run as root: bash scripts/test.sh does it all)
 # Static analysis:     make lint          (cppcheck, clang-tidy; -k runs both)
 # Sanitizers:          make sanitize      (test/sanitize.sh, PostgreSQL 18)
+# Soak:                make soak [DURATION=SECONDS]   (test/soak/soak.sh)
 
 MODULE_big = idle_guard
 OBJS = \
@@ -96,7 +97,7 @@ TIDY_CHECKS = -*,clang-analyzer-*,bugprone-*,-bugprone-easily-swappable-paramete
 	-bugprone-assignment-in-if-condition,$\
 	-bugprone-implicit-widening-of-multiplication-result,$\
 	-clang-analyzer-security.insecureAPI.*
-.PHONY: lint lint-cppcheck lint-clang-tidy sanitize
+.PHONY: lint lint-cppcheck lint-clang-tidy sanitize soak
 lint: lint-cppcheck lint-clang-tidy
 
 lint-cppcheck:
@@ -118,9 +119,7 @@ lint-clang-tidy:
 sanitize:
 	bash test/sanitize.sh
 
-# The soak: 120 concurrent clients for 5 minutes against a throwaway
-# server, judged by an oracle (scripts/soak.sh; it builds and installs
-# idle_guard itself).
-.PHONY: soak
+# Many concurrent clients against a throwaway server, judged by an oracle
+# (120 clients, 5 minutes unless DURATION=SECONDS).
 soak:
-	bash scripts/soak.sh
+	bash test/soak/soak.sh $(if $(DURATION),--duration $(DURATION))

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 #
-# scripts/lib.sh -- helpers shared by scripts/test.sh, scripts/demo.sh and
-# scripts/pg-build.sh.
+# scripts/lib.sh -- helpers shared by scripts/test.sh, scripts/demo.sh,
+# scripts/pg-build.sh, the benchmarks (bench/) and the soak (test/soak/).
 #
 # Source it, do not run it.  It defines functions and a few constants only;
 # nothing happens at source time.  Every message goes through ig_say, which
@@ -18,7 +18,6 @@
 #   - running commands as the server user ("postgres") when we are root;
 #   - stopping any PostgreSQL server left running under a directory, so a
 #     temporary directory can be removed safely.
-#   - installing missing Debian packages with apt-get (ig_apt_install_missing).
 
 set -euo pipefail
 
@@ -197,44 +196,6 @@ ig_stop_servers_under() {
 	done < <(find "$dir" -name postmaster.pid -print0 2>/dev/null)
 }
 
-# ig_pkg_installed PKG: true when dpkg reports the Debian package PKG as
-# fully installed (the same test scripts/setup.sh makes).
-ig_pkg_installed() {
-	local status
-	status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1
-	[ "$status" = "install ok installed" ]
-}
-
-# ig_apt_install_missing PKG...: install, with apt-get, those of the Debian
-# packages PKG... that are not installed yet; nothing happens (and apt is
-# not called) when all are.  Like scripts/setup.sh: apt-get update, then a
-# non-interactive install without recommends, then a check with dpkg.  Not
-# root and something missing: fails, naming the packages.  apt-get's own
-# output goes to stderr, so that stdout keeps only ig_say's progress lines.
-ig_apt_install_missing() {
-	local pkg
-	local -a missing=() still=()
-	command -v dpkg-query >/dev/null 2>&1 ||
-		ig_die "dpkg-query not found; this script supports Debian only"
-	for pkg in "$@"; do
-		ig_pkg_installed "$pkg" || missing+=("$pkg")
-	done
-	[ "${#missing[@]}" -eq 0 ] && return 0
-	ig_say "missing packages: ${missing[*]}"
-	ig_is_root || ig_die "not root, cannot install: ${missing[*]} (run as root: apt-get install ${missing[*]})"
-	ig_say "running apt-get update"
-	timeout -k 10 600 apt-get update -q >&2 || ig_die "apt-get update failed"
-	ig_say "installing: ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive timeout -k 10 1200 \
-		apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
-		ig_die "apt-get install ${missing[*]} failed"
-	for pkg in "${missing[@]}"; do
-		ig_pkg_installed "$pkg" || still+=("$pkg")
-	done
-	[ "${#still[@]}" -eq 0 ] || ig_die "still not installed after apt-get: ${still[*]}"
-	ig_say "installed: ${missing[*]}"
-}
-
 # ig_port_free PORT: true when nothing listens on 127.0.0.1:PORT.
 ig_port_free() {
 	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
@@ -309,29 +270,4 @@ ig_print_checks() {
 			IG_FAILED=$((IG_FAILED + 1))
 		fi
 	done
-}
-
-# --- benchmarks ----------------------------------------------------------
-
-# ig_bench_prepare [NAME]: what every bench/ script and the soak do
-# first: install what is missing, build and install idle_guard from a copy
-# of the tree, and make a run directory for a throwaway cluster, in
-# /tmp/NAME_build.XXXXXX and /tmp/NAME.XXXXXX (NAME defaults to
-# idle_guard_bench).  Sets REPO, PG_CONFIG, BINDIR, BUILD_DIR and RUN_DIR,
-# and clears libpq's environment so nothing reaches another server.  The
-# caller removes BUILD_DIR and RUN_DIR.
-ig_bench_prepare() {
-	local name=${1:-idle_guard_bench}
-	REPO=$(ig_repo_root)
-	bash "$REPO/scripts/setup.sh"
-	PG_CONFIG=$(ig_pg_config)
-	# shellcheck disable=SC2034 # set for the calling script
-	BINDIR=$("$PG_CONFIG" --bindir)
-	unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGOPTIONS PGDATA PGAPPNAME
-	BUILD_DIR=$(ig_mktemp_dir "${name}_build")
-	RUN_DIR=$(ig_mktemp_dir "$name")
-	ig_copy_source "$REPO" "$BUILD_DIR" >/dev/null
-	ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
-		ig_die "could not build and install idle_guard"
-	ig_give_to_server_user "$RUN_DIR"
 }
