@@ -46,7 +46,7 @@ bash "$SCRIPTS/setup.sh"
 case "$MAJOR" in
 '') PG_CONFIG=$(ig_pg_config) ;;
 15) PG_CONFIG=$IG_DEFAULT_PG_CONFIG ;;
-*) PG_CONFIG=$(bash "$SCRIPTS/pg-build.sh" "$MAJOR" | tee /dev/stderr | tail -n 1) ;;
+*) PG_CONFIG=$(bash "$SCRIPTS/pg-build.sh" "$MAJOR" | tee >(cat >&2) | tail -n 1) ;;
 esac
 VERSION=$("$PG_CONFIG" --version)
 re="^PostgreSQL ${MAJOR}[^0-9]"

@@ -62,7 +62,7 @@ failed=0
 fail() { ig_say "FAIL: $*"; failed=1; }
 
 # 1. a private, relocated copy of the install
-ORIG=$(bash "$REPO/scripts/pg-build.sh" "$MAJOR" | tee /dev/stderr | tail -n 1)
+ORIG=$(bash "$REPO/scripts/pg-build.sh" "$MAJOR" | tee >(cat >&2) | tail -n 1)
 cp -a "$(cd "$("$ORIG" --bindir)/.." && pwd -P)" "$WORK/pg"
 PGC=$WORK/pg/bin/pg_config
 for what in --bindir --pkglibdir --sharedir --pgxs; do
