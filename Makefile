@@ -2,7 +2,11 @@
 #
 # Build and install:   make && make install
 # Run every test:      make installcheck  (starts its own temporary servers;
-#                      the server refuses to run as root, see scripts/test.sh)
+#                      make -k runs every suite even if one fails; the server
+#                      refuses to run as root: bash scripts/test.sh does it all)
+# Static analysis:     make lint          (cppcheck, clang-tidy; -k runs both)
+# Sanitizers:          make sanitize      (test/sanitize.sh, PostgreSQL 18)
+# Soak:                make soak [DURATION=SECONDS]   (test/soak/soak.sh)
 
 MODULE_big = idle_guard
 OBJS = \
@@ -43,6 +47,9 @@ REGRESS = setup gucs report privileges upgrade
 REGRESS_OPTS = --temp-instance=./tmp_regress \
 	--temp-config=$(srcdir)/test/preload.conf
 TAP_TESTS = 1
+# installcheck is defined below, one target per suite, so that make -k
+# runs the TAP files even when a pg_regress suite fails.
+NO_INSTALLCHECK = 1
 
 EXTRA_CLEAN = tmp_regress tmp_nopreload output_nopreload test/policy_test
 
@@ -54,11 +61,11 @@ include $(PGXS)
 # the server was configured with --enable-depend).
 $(OBJS): src/idle_guard.h src/pipeline.h src/policy.h src/compat.h
 
-# A second regression run against a server that does not preload the
-# library: CREATE EXTENSION works, every function explains what is missing.
-installcheck: installcheck-nopreload unittest
-
-.PHONY: installcheck-nopreload unittest
+# Every suite: a second regression run against a server that does not
+# preload the library (CREATE EXTENSION works, every function explains what
+# is missing), the unit test, the main regression run, the TAP files.
+.PHONY: installcheck-nopreload unittest installcheck-regress installcheck-tap
+installcheck: installcheck-nopreload unittest installcheck-regress installcheck-tap
 
 installcheck-nopreload:
 	$(pg_regress_installcheck) --temp-instance=./tmp_nopreload \
@@ -73,9 +80,46 @@ test/policy_test: test/policy_test.c src/policy.c src/policy.h
 unittest: test/policy_test
 	./test/policy_test
 
-# The soak: 120 concurrent clients for 5 minutes against a throwaway
-# server, judged by an oracle (scripts/soak.sh; it builds and installs
-# idle_guard itself).
-.PHONY: soak
+installcheck-regress: submake $(REGRESS_PREP)
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+
+installcheck-tap: submake
+	$(prove_installcheck)
+
+# Static analysis of src/; any finding fails.  cppcheck: real warnings, no
+# style nits.  clang-tidy: the static analyzer and bug-prone patterns, less
+# the checks that fire on PostgreSQL's own macros and idioms (implicit
+# widening in ALLOCSET_DEFAULT_SIZES, reserved _PG_init, macro argument
+# style, deliberately similar branches and parameter lists).
+TIDY_CHECKS = -*,clang-analyzer-*,bugprone-*,-bugprone-easily-swappable-parameters,$\
+	-bugprone-reserved-identifier,-bugprone-macro-parentheses,$\
+	-bugprone-narrowing-conversions,-bugprone-branch-clone,$\
+	-bugprone-assignment-in-if-condition,$\
+	-bugprone-implicit-widening-of-multiplication-result,$\
+	-clang-analyzer-security.insecureAPI.*
+.PHONY: lint lint-cppcheck lint-clang-tidy sanitize soak
+lint: lint-cppcheck lint-clang-tidy
+
+lint-cppcheck:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--inline-suppr --std=c99 --suppress=missingIncludeSystem \
+		-I src -I $(includedir_server) -D__GNUC__ src/*.c
+
+# (clang counts the warnings it hides in PostgreSQL's headers: not shown)
+lint-clang-tidy: SHELL = /bin/bash
+lint-clang-tidy: .SHELLFLAGS = -o pipefail -c
+lint-clang-tidy:
+	clang-tidy --quiet --warnings-as-errors='*' -checks='$(TIDY_CHECKS)' src/*.c -- \
+		-I src -I $(includedir_server) -I $(dir $(includedir_server))internal \
+		-D_GNU_SOURCE -DIDLE_GUARD_VERSION='"$(IDLE_GUARD_VERSION)"' 2>&1 | \
+		{ grep -v '^[0-9]* warnings\? generated\.$$' || true; }
+
+# The suite again, idle_guard built with ASan and UBSan, against the
+# assert-enabled PostgreSQL 18 of scripts/pg-build.sh; any report fails.
+sanitize:
+	bash test/sanitize.sh
+
+# Many concurrent clients against a throwaway server, judged by an oracle
+# (120 clients, 5 minutes unless DURATION=SECONDS).
 soak:
-	bash scripts/soak.sh
+	bash test/soak/soak.sh $(if $(DURATION),--duration $(DURATION))

@@ -5,6 +5,9 @@
 # ig_start_cluster, so that BINDIR, RUN_DIR and IG_CLUSTER_PORT are set).
 #
 # Source it, do not run it: it only defines functions.  What they cover:
+#   - installing what is missing, building and installing idle_guard from a
+#     copy of the tree, making a run directory (ig_bench_prepare; the soak,
+#     test/soak/soak.sh, uses it too);
 #   - running SQL on the throwaway cluster (bench_sql) and waiting, bounded,
 #     for a condition (bench_wait_for);
 #   - microsecond clocks and sleeping until a moment (bench_now_us,
@@ -14,6 +17,30 @@
 #   - starting and stopping a private PgBouncer as the server user, on
 #     127.0.0.1 only (bench_pgbouncer_start, bench_pgbouncer_stop);
 #   - loading a CSV file into a table of the cluster to summarise it in SQL.
+
+# ig_bench_prepare [NAME [PACKAGE...]]: what every bench/ script and the
+# soak do first: install what is missing (scripts/setup.sh PACKAGE...),
+# build and install idle_guard from a copy of the tree, and make a run
+# directory for a throwaway cluster, in /tmp/NAME_build.XXXXXX and
+# /tmp/NAME.XXXXXX (NAME defaults to idle_guard_bench).  Sets REPO,
+# PG_CONFIG, BINDIR, BUILD_DIR and RUN_DIR, and clears libpq's environment
+# so nothing reaches another server.  The caller removes BUILD_DIR and
+# RUN_DIR.
+ig_bench_prepare() {
+	local name=${1:-idle_guard_bench}
+	[ "$#" -eq 0 ] || shift
+	REPO=$(ig_repo_root)
+	bash "$REPO/scripts/setup.sh" "$@"
+	PG_CONFIG=$(ig_pg_config)
+	BINDIR=$("$PG_CONFIG" --bindir)
+	unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGOPTIONS PGDATA PGAPPNAME
+	BUILD_DIR=$(mktemp -d "/tmp/${name}_build.XXXXXX")
+	RUN_DIR=$(mktemp -d "/tmp/$name.XXXXXX")
+	ig_copy_source "$REPO" "$BUILD_DIR" >/dev/null
+	ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
+		ig_die "could not build and install idle_guard"
+	ig_give_to_server_user "$RUN_DIR"
+}
 
 # bench_sql SQL: run SQL on the cluster over its Unix socket, unaligned
 # tuples-only output, stop on the first error.

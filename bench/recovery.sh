@@ -82,8 +82,7 @@ trap cleanup EXIT
 # a timeout or ^C: leave through the EXIT trap, so nothing is left running
 trap 'exit 143' TERM INT
 
-ig_apt_install_missing pgbouncer gnuplot-nox
-ig_bench_prepare
+ig_bench_prepare idle_guard_bench pgbouncer gnuplot-nox
 ig_port_free "$PGB_PORT" || ig_die "port $PGB_PORT is taken"
 ig_start_cluster "$RUN_DIR" "$BINDIR" 55400 "shared_preload_libraries = 'idle_guard'
 max_connections = 100

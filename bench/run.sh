@@ -58,8 +58,7 @@ run_one() {
 }
 
 mkdir -p "$RESULTS"
-ig_apt_install_missing pgbouncer gnuplot-nox
-bash "$SCRIPT_DIR/../scripts/setup.sh"
+bash "$SCRIPT_DIR/../scripts/setup.sh" pgbouncer gnuplot-nox
 FAILED=()
 run_one recovery 600
 run_one sweep_cost 300

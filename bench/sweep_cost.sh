@@ -65,8 +65,7 @@ trap cleanup EXIT
 # a timeout or ^C: leave through the EXIT trap, so nothing is left running
 trap 'exit 143' TERM INT
 
-ig_apt_install_missing gnuplot-nox
-ig_bench_prepare
+ig_bench_prepare idle_guard_bench gnuplot-nox
 ig_start_cluster "$RUN_DIR" "$BINDIR" 55420 "shared_preload_libraries = 'idle_guard'
 max_connections = 150
 shared_buffers = '128MB'

@@ -4,230 +4,145 @@
 #
 # Usage: bash scripts/demo.sh [--keep]
 #
-#   --keep         keep the temporary directories (cluster data, server log,
-#                  client outputs, build) and print their paths
-#   PG_CONFIG=...  pg_config to build against
-#                  (default /usr/lib/postgresql/15/bin/pg_config)
+#   --keep         keep the temporary directories (cluster, logs, build)
+#   PG_CONFIG=...  pg_config to build against (default Debian's 15)
 #
-# It runs scripts/setup.sh, builds and installs the extension exactly as
-# scripts/test.sh does (scripts/lib.sh), then creates a throwaway cluster in
-# a temporary directory under /tmp (as the "postgres" user when root;
-# 127.0.0.1 and a unix socket in that directory only; port 54329 or the next
-# free one) with idle_guard preloaded in "terminate" mode, and tells the
-# story on stdout:
-#
-#   1. a table "accounts" and CREATE EXTENSION idle_guard;
-#   2. a forgetful client opens a transaction, updates a row, and goes silent;
-#   3. a checkout writer blocks on that row, a migration (ALTER TABLE) queues
-#      behind both, and a reader queues behind the migration;
-#   4. idle_guard_report() shows the silent session blocking all three;
-#   5. after idle_guard.blocking_timeout (3s) the worker terminates it, the
-#      three others complete, and idle_guard_history(), idle_guard_stats()
-#      and the server log tell what happened.
-#
-# Every wait is a poll with a deadline; if the story does not happen the
-# script says which step failed and exits non-zero.  The server is always
-# stopped (pg_ctl -m immediate) and the clients killed on exit.  The Debian
-# cluster 15/main (port 5432) is neither used nor touched.
+# Installs what is missing (scripts/setup.sh), builds and installs
+# idle_guard from a copy of the tree, starts a throwaway cluster (port 54329
+# or the next free one, 127.0.0.1 and a socket in a temporary directory; as
+# the postgres user when root) with idle_guard preloaded in "terminate"
+# mode, and tells the story: a forgetful client goes silent in a
+# transaction holding a row lock, three sessions queue behind it,
+# idle_guard_report() shows it, idle_guard terminates it after
+# blocking_timeout (3s), the others complete, and the history, the stats
+# and the server log tell what happened.  Every wait is a bounded poll; if
+# the story does not happen the script says which step failed and exits
+# non-zero.  The server and the clients are always stopped at the end.
 
 set -euo pipefail
-
-usage() {
-	sed -n '3,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-}
 
 KEEP=0
 for arg in "$@"; do
 	case "$arg" in
 	--keep) KEEP=1 ;;
-	-h | --help) usage; exit 0 ;;
-	*) usage >&2; echo "demo: unknown argument: $arg" >&2; exit 2 ;;
+	-h | --help) sed -n '5,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "demo: unknown argument: $arg" >&2; exit 2 ;;
 	esac
 done
 
 IG_LOG_PREFIX=demo
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 # shellcheck source=scripts/lib.sh
-. "$SCRIPT_DIR/lib.sh"
+. "$SCRIPTS/lib.sh"
 
-# Time limits, in seconds, of the polls below; no poll outlives
-# DEMO_BUDGET seconds after the start of the script.
+# Bounds of the polls below, in seconds; none ends after DEADLINE.
 WAIT_CLIENT=5     # a client connects, or starts waiting on a lock
 WAIT_REPORT=10    # the report shows the silent session blocking 3 others
 WAIT_TERMINATE=15 # idle_guard terminates it (blocking_timeout is 3s)
 WAIT_FINISH=10    # a blocked client completes
-DEMO_BUDGET=110
-DEMO_START=$(date +%s)
+DEADLINE=$(($(date +%s) + 110)) # the whole demo
 
-bash "$SCRIPT_DIR/setup.sh"
-
-REPO=$(ig_repo_root)
+bash "$SCRIPTS/setup.sh"
 PG_CONFIG=$(ig_pg_config)
 BINDIR=$("$PG_CONFIG" --bindir)
 unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGOPTIONS PGDATA PGAPPNAME
-
-BUILD_DIR=
-DEMO_DIR=
-SERVER_STARTED=0
+BUILD_DIR=$(mktemp -d /tmp/idle_guard_demo_build.XXXXXX)
+DEMO_DIR=$(mktemp -d /tmp/idle_guard_demo.XXXXXX)
 BG_PIDS=() # background psql processes
-
-# --- cleanup ---------------------------------------------------------------
 
 cleanup() {
 	local status=$? pid
 	trap - EXIT INT TERM
 	set +e
 	exec 7>&- # EOF for the forgetful client
+	kill -TERM "${BG_PIDS[@]}" 2>/dev/null
+	ig_stop_servers_under "$DEMO_DIR" "$PG_CONFIG" >/dev/null
 	for pid in "${BG_PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null
-	done
-	if [ "$SERVER_STARTED" -eq 1 ]; then
-		ig_as_server_user "$BINDIR/pg_ctl" -D "$DEMO_DIR/data" -m immediate -w -t 20 stop >/dev/null 2>&1
-	fi
-	[ -n "$DEMO_DIR" ] && ig_stop_servers_under "$DEMO_DIR" "$PG_CONFIG"
-	# Reap the clients; SIGKILL any still there after 5 seconds.
-	for _ in $(seq 50); do
-		for pid in "${BG_PIDS[@]}"; do
-			kill -0 "$pid" 2>/dev/null && break
-			pid=
-		done
-		[ -z "$pid" ] && break
-		sleep 0.1
-	done
-	for pid in "${BG_PIDS[@]}"; do
+		timeout 5 tail --pid="$pid" -f /dev/null
 		kill -KILL "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	done
 	if [ "$KEEP" -eq 1 ]; then
-		[ -n "$DEMO_DIR" ] && ig_say "kept demo directory: $DEMO_DIR (server log: $DEMO_DIR/server.log)"
-		[ -n "$BUILD_DIR" ] && ig_say "kept build directory: $BUILD_DIR"
+		ig_say "kept demo directory: $DEMO_DIR (server log: $DEMO_DIR/server.log)"
+		ig_say "kept build directory: $BUILD_DIR"
 	else
-		[ -n "$DEMO_DIR" ] && rm -rf "$DEMO_DIR"
-		[ -n "$BUILD_DIR" ] && rm -rf "$BUILD_DIR"
+		rm -rf "$DEMO_DIR" "$BUILD_DIR"
 	fi
-	if [ "$status" -eq 0 ]; then
-		ig_say "done"
-	else
-		ig_warn "FAILED (exit status $status)"
-	fi
+	if [ "$status" -eq 0 ]; then ig_say "done"; else ig_warn "FAILED (exit status $status)"; fi
 	exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# --- helpers -----------------------------------------------------------------
-
-heading() {
-	printf '\n=== %s ===\n\n' "$*"
-}
+heading() { printf '\n=== %s ===\n\n' "$*"; }
 
 # fail MESSAGE: show the end of the server log, then die.
 fail() {
-	if [ -n "$DEMO_DIR" ] && [ -f "$DEMO_DIR/server.log" ]; then
+	if [ -f "$DEMO_DIR/server.log" ]; then
 		ig_warn "last lines of the server log:"
 		tail -n 30 "$DEMO_DIR/server.log" >&2
 	fi
 	ig_die "$*"
 }
 
-# psql against the demo cluster ("${PSQL[@]}", set once the port is known).
-# As root we stay root: root may use the postgres-owned socket directory, and
-# background clients are then our own children, easy to kill.
+# As root we stay root for psql: root may use the postgres-owned socket
+# directory, and the background clients stay our children, easy to kill.
 PSQL=()
-psql_demo() {
-	"${PSQL[@]}" "$@"
-}
-
-# show SQL: print the statement, then run it with aligned output.
-show() {
-	printf '=> %s\n' "$1"
-	psql_demo -P pager=off -c "$1"
-}
-
-# show_x SQL: like show, in expanded (one line per column) output.
-show_x() {
-	printf '=> %s\n' "$1"
-	psql_demo -P pager=off -x -c "$1"
-}
-
-# value SQL: the single value SQL returns (empty on error; the error is
-# kept in $DEMO_DIR/poll.err for wait_until's message).
-value() {
-	psql_demo -qAt -c "$1" 2>"$DEMO_DIR/poll.err"
-}
-
-# is_true SQL: true when SQL returns the boolean true.
-is_true() {
-	[ "$(value "$1")" = t ]
+# show SQL / show_x SQL: print the statement, then its aligned / expanded
+# output.  value SQL: its single value (an error is kept for wait_until).
+show() { printf '=> %s\n' "$1"; "${PSQL[@]}" -P pager=off -c "$1"; }
+show_x() { printf '=> %s\n' "$1"; "${PSQL[@]}" -P pager=off -x -c "$1"; }
+value() { "${PSQL[@]}" -qAt -c "$1" 2>"$DEMO_DIR/poll.err"; }
+is_true() { [ "$(value "$1")" = t ]; }
+process_gone() { ! kill -0 "$1" 2>/dev/null; }
+waits_on_lock() {
+	is_true "SELECT EXISTS (SELECT FROM pg_stat_activity
+	         WHERE application_name = '$1' AND wait_event_type = 'Lock')"
 }
 
 # wait_until WHAT SECONDS CMD...: poll CMD every 0.1s until it succeeds;
 # fail, naming WHAT, after SECONDS (or when the demo's budget runs out).
 wait_until() {
-	local what=$1 limit=$2 deadline
+	local what=$1 deadline=$(($(date +%s) + $2))
 	shift 2
-	deadline=$(($(date +%s) + limit))
-	if [ "$deadline" -gt $((DEMO_START + DEMO_BUDGET)) ]; then
-		deadline=$((DEMO_START + DEMO_BUDGET))
-	fi
+	[ "$deadline" -le "$DEADLINE" ] || deadline=$DEADLINE
 	until "$@"; do
 		if [ "$(date +%s)" -ge "$deadline" ]; then
-			if [ -s "$DEMO_DIR/poll.err" ]; then
-				ig_warn "last error from a polling query: $(cat "$DEMO_DIR/poll.err")"
-			fi
+			[ -s "$DEMO_DIR/poll.err" ] && ig_warn "last error from a polling query: $(cat "$DEMO_DIR/poll.err")"
 			fail "timed out waiting for: $what"
 		fi
 		sleep 0.1
 	done
 }
 
-# start_client NAME SQL: run SQL in a background psql with application_name
-# NAME, output in $DEMO_DIR/NAME.out.  Records its pid in BG_PIDS and in
-# CLIENT_PID[NAME].  fd 7 (the forgetful client's input) is closed in it.
+# start_client NAME SQL: SQL in a background psql with application_name
+# NAME, output in $DEMO_DIR/NAME.out, pid in CLIENT_PID[NAME].
 declare -A CLIENT_PID=()
 start_client() {
-	local name=$1 sql=$2
-	PGAPPNAME=$name "${PSQL[@]}" -c "$sql" >"$DEMO_DIR/$name.out" 2>&1 7>&- &
-	CLIENT_PID[$name]=$!
+	PGAPPNAME=$1 "${PSQL[@]}" -c "$2" >"$DEMO_DIR/$1.out" 2>&1 7>&- &
+	CLIENT_PID[$1]=$!
 	BG_PIDS+=("$!")
-}
-
-# waits_on_lock NAME: true when the session NAME waits on a heavyweight lock.
-waits_on_lock() {
-	is_true "SELECT EXISTS (SELECT FROM pg_stat_activity
-	         WHERE application_name = '$1' AND wait_event_type = 'Lock')"
-}
-
-# process_gone PID: true when the (child) process PID has exited.
-process_gone() {
-	! kill -0 "$1" 2>/dev/null
 }
 
 # --- build, install, start a throwaway cluster ------------------------------
 
-BUILD_DIR=$(ig_mktemp_dir idle_guard_demo_build)
-ig_copy_source "$REPO" "$BUILD_DIR" >/dev/null
+ig_copy_source "$(ig_repo_root)" "$BUILD_DIR" >/dev/null
 ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
 	fail "could not build and install idle_guard (log: $BUILD_DIR/build.log, kept with --keep)"
-
-DEMO_DIR=$(ig_mktemp_dir idle_guard_demo)
 ig_give_to_server_user "$DEMO_DIR"
-
-SERVER_STARTED=1
 ig_start_cluster "$DEMO_DIR" "$BINDIR" 54329 "shared_preload_libraries = 'idle_guard'
 idle_guard.action = 'terminate'
 idle_guard.blocking_timeout = '3s'
 idle_guard.idle_timeout = '1min'
 idle_guard.naptime = '200ms'" || fail "could not start the throwaway cluster"
-PORT=$IG_CLUSTER_PORT
-PSQL=("$BINDIR/psql" -X -v ON_ERROR_STOP=1 -h "$DEMO_DIR" -p "$PORT" -U postgres -d postgres)
+PSQL=("$BINDIR/psql" -X -v ON_ERROR_STOP=1 -h "$DEMO_DIR" -p "$IG_CLUSTER_PORT" -U postgres -d postgres)
 ig_say "server running: $("$BINDIR/postgres" --version), idle_guard preloaded"
 
 # --- the story -----------------------------------------------------------------
 
 heading "1. A table of accounts, and idle_guard"
-psql_demo -q <<'SQL'
+"${PSQL[@]}" -q <<'SQL'
 CREATE TABLE accounts (id int PRIMARY KEY, balance int);
 INSERT INTO accounts VALUES (1, 100), (2, 250), (3, 75);
 CREATE EXTENSION idle_guard;

@@ -1,190 +1,96 @@
 # shellcheck shell=bash
 #
-# scripts/lib.sh -- helpers shared by scripts/test.sh, scripts/demo.sh and
-# scripts/pg-build.sh.
+# scripts/lib.sh -- helpers of scripts/test.sh, scripts/demo.sh,
+# scripts/pg-build.sh, the benchmarks (bench/) and the soak (test/soak/).
+# Source it; it only defines functions and constants.  Messages are
+# prefixed with "$IG_LOG_PREFIX: " (default: the calling script's name).
 #
-# Source it, do not run it.  It defines functions and a few constants only;
-# nothing happens at source time.  Every message goes through ig_say, which
-# prefixes it with "$IG_LOG_PREFIX: " (set IG_LOG_PREFIX before sourcing or
-# before the first call; it defaults to the calling script's name).
-#
-# What the helpers cover:
-#   - picking pg_config ($PG_CONFIG, else the Debian PostgreSQL 15 one);
-#   - copying the source tree (tracked + untracked files, no .git, no build
-#     products) into a fresh temporary directory under /tmp, because initdb
-#     and postgres refuse to run as root and the server user needs a
-#     directory it can write;
-#   - building it with -Werror and installing it as the invoking user;
-#   - running commands as the server user ("postgres") when we are root;
-#   - stopping any PostgreSQL server left running under a directory, so a
-#     temporary directory can be removed safely.
-#   - installing missing Debian packages with apt-get (ig_apt_install_missing).
+# As root, the servers run as IG_SERVER_USER: initdb and postgres refuse
+# root, and they need a directory they can write, hence the copy of the
+# source tree in a temporary directory.
 
 set -euo pipefail
 
-# The OS user that runs initdb/postgres when the scripts are run as root.
 IG_SERVER_USER=postgres
-# pg_config used when $PG_CONFIG is not set.
 IG_DEFAULT_PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-
-# Prefix for messages; the caller may set it first.
 : "${IG_LOG_PREFIX:=$(basename "${0%.sh}")}"
 
-# ig_say MESSAGE...: one-line progress message on stdout.
-ig_say() {
-	printf '%s: %s\n' "$IG_LOG_PREFIX" "$*"
-}
+ig_say() { printf '%s: %s\n' "$IG_LOG_PREFIX" "$*"; }
+ig_warn() { printf '%s: %s\n' "$IG_LOG_PREFIX" "$*" >&2; }
+ig_die() { printf '%s: ERROR: %s\n' "$IG_LOG_PREFIX" "$*" >&2; exit 1; }
+ig_is_root() { [ "$(id -u)" -eq 0 ]; }
+ig_repo_root() { (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P); }
 
-# ig_warn MESSAGE...: one-line message on stderr.
-ig_warn() {
-	printf '%s: %s\n' "$IG_LOG_PREFIX" "$*" >&2
-}
-
-# ig_die MESSAGE...: print an error on stderr and exit non-zero.
-ig_die() {
-	printf '%s: ERROR: %s\n' "$IG_LOG_PREFIX" "$*" >&2
-	exit 1
-}
-
-# ig_is_root: true when running as uid 0.
-ig_is_root() {
-	[ "$(id -u)" -eq 0 ]
-}
-
-# ig_repo_root: absolute path of the project (the parent of scripts/).
-ig_repo_root() {
-	(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-}
-
-# ig_pg_config: print the pg_config to use, or die if it is not executable.
+# ig_pg_config: $PG_CONFIG (default Debian's 15) if it can be run, or die.
 ig_pg_config() {
 	local pgc=${PG_CONFIG:-$IG_DEFAULT_PG_CONFIG}
-	if [ ! -x "$pgc" ]; then
-		pgc=$(command -v "$pgc" 2>/dev/null) ||
-			ig_die "pg_config not found: ${PG_CONFIG:-$IG_DEFAULT_PG_CONFIG} (set PG_CONFIG)"
-	fi
+	[ -x "$pgc" ] || pgc=$(command -v "$pgc") || ig_die "pg_config not found: $pgc (set PG_CONFIG)"
 	printf '%s\n' "$pgc"
 }
 
-# ig_as_server_user CMD...: run CMD as the server user when we are root
-# (initdb and postgres refuse root), otherwise as ourselves.
+# ig_as_server_user CMD...: run CMD as the server user when root.
 ig_as_server_user() {
-	if ig_is_root; then
-		runuser -u "$IG_SERVER_USER" -- "$@"
-	else
-		"$@"
-	fi
+	if ig_is_root; then runuser -u "$IG_SERVER_USER" -- "$@"; else "$@"; fi
 }
 
-# ig_give_to_server_user DIR: when root, hand DIR over to the server user so
-# the temporary servers started from it can write there.  No-op otherwise.
+# ig_give_to_server_user DIR: when root, chown -R DIR to the server user.
 ig_give_to_server_user() {
-	if ig_is_root; then
-		id "$IG_SERVER_USER" >/dev/null 2>&1 ||
-			ig_die "user '$IG_SERVER_USER' does not exist (is postgresql-15 installed?)"
-		chown -R "$IG_SERVER_USER:$IG_SERVER_USER" "$1"
-	fi
+	ig_is_root || return 0
+	id "$IG_SERVER_USER" >/dev/null 2>&1 || ig_die "no user '$IG_SERVER_USER' (is postgresql-15 installed?)"
+	chown -R "$IG_SERVER_USER:$IG_SERVER_USER" "$1"
 }
 
-# ig_mktemp_dir NAME: create and print a fresh directory /tmp/NAME.XXXXXX.
-ig_mktemp_dir() {
-	mktemp -d "/tmp/$1.XXXXXX"
-}
-
-# ig_is_build_product PATH: true for files the build or the tests create,
-# which must not be copied into a fresh build directory.  PATH is relative
-# to the top of the source tree.
-ig_is_build_product() {
-	case "$1" in
-	.git | .git/* | */.git/*) return 0 ;;
-	*.o | *.so | *.bc | *.a | */.deps/* | .deps/*) return 0 ;;
-	results/* | log/* | tmp_check/* | tmp_regress/* | tmp_nopreload/*) return 0 ;;
-	output_nopreload/* | output_iso/* | tmp_check_iso/*) return 0 ;;
-	regression.diffs | regression.out | test/policy_test) return 0 ;;
-	esac
-	return 1
-}
-
-# ig_list_source SRC: print, NUL-separated, the files of the source tree at
-# SRC relative to SRC: tracked and untracked (but not ignored) files when SRC
-# is the top of a git work tree, every file otherwise; build products and
-# .git excluded either way.
-ig_list_source() {
-	local src=$1 top path
+# ig_copy_source SRC DEST: copy the source tree at SRC into the directory
+# DEST: in a git work tree its tracked and untracked but not ignored files,
+# else every file; never .git nor what a build or a test run leaves.
+ig_copy_source() {
+	local src=$1 dest=$2 top path
+	[ -f "$src/Makefile" ] || ig_die "no Makefile in $src"
 	top=$(git -C "$src" rev-parse --show-toplevel 2>/dev/null) || top=
 	if [ -n "$top" ] && [ "$(cd "$top" && pwd -P)" = "$(cd "$src" && pwd -P)" ]; then
-		# -c also lists tracked files deleted from the work tree: skip them.
 		git -C "$src" ls-files -z -co --exclude-standard
 	else
-		(cd "$src" && find . -name .git -prune -o \( -type f -o -type l \) -print0 |
-			sed -z 's|^\./||')
+		(cd "$src" && find . -name .git -prune -o \( -type f -o -type l \) -print0 | sed -z 's|^\./||')
 	fi | while IFS= read -r -d '' path; do
-		if [ -e "$src/$path" ] || [ -L "$src/$path" ]; then
-			ig_is_build_product "$path" || printf '%s\0' "$path"
-		fi
-	done
-}
-
-# ig_copy_source SRC DEST: copy the source tree at SRC into the existing
-# directory DEST (see ig_list_source for what is copied).
-ig_copy_source() {
-	local src=$1 dest=$2
-	[ -f "$src/Makefile" ] || ig_die "no Makefile in $src"
-	ig_list_source "$src" | tar -C "$src" --null -T - -cf - | tar -C "$dest" -xf -
+		case "$path" in
+		.git | .git/* | */.git/* | *.o | *.so | *.bc | *.a | .deps/* | */.deps/*) continue ;;
+		results/* | log/* | tmp_check/* | tmp_regress/* | tmp_nopreload/*) continue ;;
+		output_nopreload/* | output_iso/* | tmp_check_iso/*) continue ;;
+		regression.diffs | regression.out | test/policy_test) continue ;;
+		esac
+		# ls-files -c also lists tracked files deleted from the work tree
+		if [ -e "$src/$path" ] || [ -L "$src/$path" ]; then printf '%s\0' "$path"; fi
+	done | tar -C "$src" --null -T - -cf - | tar -C "$dest" -xf -
 	ig_say "copied $(find "$dest" -type f | wc -l) files from $src to $dest"
 }
 
-# ig_build_install DIR PG_CONFIG [LOG]: build DIR with -Werror and install it,
-# as the invoking user, each step bounded by a timeout.  With LOG, the make
-# output goes to that file (and its tail is shown on failure); without, it
-# streams to stdout.  Returns non-zero on failure after saying what failed.
+# ig_build_install DIR PG_CONFIG [LOG]: make COPT=-Werror, then make install,
+# in DIR, each bounded by a timeout; output appended to LOG (its tail shown
+# on failure), or to stdout.
 ig_build_install() {
-	local dir=$1 pgc=$2 log=${3:-} jobs
-	jobs=$(nproc 2>/dev/null || echo 2)
-	local -a make_vars=("PG_CONFIG=$pgc" "COPT=-Werror")
-
+	local dir=$1 pgc=$2 log=${3:-} limit goal
 	ig_say "building in $dir ($("$pgc" --version), -Werror)"
-	if ! ig_run_logged "$log" timeout -k 10 900 make -C "$dir" -j"$jobs" "${make_vars[@]}"; then
-		ig_warn "build failed"
-		return 1
-	fi
-
-	ig_say "installing into $("$pgc" --pkglibdir) and $("$pgc" --sharedir)/extension"
-	if ! ig_run_logged "$log" timeout -k 10 300 make -C "$dir" "${make_vars[@]}" install; then
-		if ig_is_root; then
-			ig_warn "make install failed"
-		else
-			ig_warn "make install failed: as a non-root user you need write access to" \
-				"$("$pgc" --pkglibdir) and $("$pgc" --sharedir)/extension" \
-				"(or run this script as root)"
+	if [ -n "$log" ]; then exec 8>>"$log"; else exec 8>&1; fi
+	for goal in "900 all" "300 install"; do
+		read -r limit goal <<<"$goal"
+		[ "$goal" = all ] || ig_say "installing into $("$pgc" --pkglibdir) and $("$pgc" --sharedir)/extension"
+		if ! timeout -k 10 "$limit" make -C "$dir" -j"$(nproc)" "PG_CONFIG=$pgc" COPT=-Werror "$goal" >&8 2>&1; then
+			exec 8>&-
+			[ -n "$log" ] && tail -n 60 "$log" >&2
+			ig_warn "make $goal failed${log:+ (log: $log)}"
+			[ "$goal" = all ] || ig_is_root || ig_warn "not root: make install needs write access to $("$pgc" --pkglibdir) and $("$pgc" --sharedir)/extension"
+			return 1
 		fi
-		return 1
-	fi
+	done
+	exec 8>&-
 }
 
-# ig_run_logged LOG CMD...: run CMD; with a non-empty LOG append its output
-# there and show the last 60 lines if it fails, else let it stream.
-ig_run_logged() {
-	local log=$1
-	shift
-	if [ -z "$log" ]; then
-		"$@"
-		return
-	fi
-	if ! "$@" >>"$log" 2>&1; then
-		ig_warn "command failed: $*  (last lines of $log follow)"
-		tail -n 60 "$log" >&2
-		return 1
-	fi
-}
-
-# ig_stop_servers_under DIR PG_CONFIG: stop (immediate mode) every
-# PostgreSQL server whose data directory lies under DIR -- the leftovers of
-# an interrupted or timed-out test -- so that DIR can be removed.
+# ig_stop_servers_under DIR PG_CONFIG: stop (immediate mode) every server
+# whose data directory lies under DIR, so that DIR can be removed.
 ig_stop_servers_under() {
-	local dir=$1 pgc=$2 pidfile datadir owner pg_ctl
-	[ -d "$dir" ] || return 0
-	pg_ctl="$("$pgc" --bindir)/pg_ctl"
+	local pidfile datadir owner pg_ctl
+	[ -d "$1" ] || return 0
+	pg_ctl="$("$2" --bindir)/pg_ctl"
 	while IFS= read -r -d '' pidfile; do
 		datadir=$(dirname "$pidfile")
 		owner=$(stat -c %U "$datadir")
@@ -194,144 +100,37 @@ ig_stop_servers_under() {
 		else
 			"$pg_ctl" -D "$datadir" -m immediate -w -t 20 stop >/dev/null 2>&1 || true
 		fi
-	done < <(find "$dir" -name postmaster.pid -print0 2>/dev/null)
-}
-
-# ig_pkg_installed PKG: true when dpkg reports the Debian package PKG as
-# fully installed (the same test scripts/setup.sh makes).
-ig_pkg_installed() {
-	local status
-	status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1
-	[ "$status" = "install ok installed" ]
-}
-
-# ig_apt_install_missing PKG...: install, with apt-get, those of the Debian
-# packages PKG... that are not installed yet; nothing happens (and apt is
-# not called) when all are.  Like scripts/setup.sh: apt-get update, then a
-# non-interactive install without recommends, then a check with dpkg.  Not
-# root and something missing: fails, naming the packages.  apt-get's own
-# output goes to stderr, so that stdout keeps only ig_say's progress lines.
-ig_apt_install_missing() {
-	local pkg
-	local -a missing=() still=()
-	command -v dpkg-query >/dev/null 2>&1 ||
-		ig_die "dpkg-query not found; this script supports Debian only"
-	for pkg in "$@"; do
-		ig_pkg_installed "$pkg" || missing+=("$pkg")
-	done
-	[ "${#missing[@]}" -eq 0 ] && return 0
-	ig_say "missing packages: ${missing[*]}"
-	ig_is_root || ig_die "not root, cannot install: ${missing[*]} (run as root: apt-get install ${missing[*]})"
-	ig_say "running apt-get update"
-	timeout -k 10 600 apt-get update -q >&2 || ig_die "apt-get update failed"
-	ig_say "installing: ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive timeout -k 10 1200 \
-		apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
-		ig_die "apt-get install ${missing[*]} failed"
-	for pkg in "${missing[@]}"; do
-		ig_pkg_installed "$pkg" || still+=("$pkg")
-	done
-	[ "${#still[@]}" -eq 0 ] || ig_die "still not installed after apt-get: ${still[*]}"
-	ig_say "installed: ${missing[*]}"
+	done < <(find "$1" -name postmaster.pid -print0 2>/dev/null)
 }
 
 # ig_port_free PORT: true when nothing listens on 127.0.0.1:PORT.
-ig_port_free() {
-	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
+ig_port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# ig_start_cluster DIR BINDIR FIRST_PORT EXTRA_CONF: create a throwaway
-# cluster in DIR/data as the server user and start it, listening only on
-# 127.0.0.1 and on a socket in DIR, on the first free port from FIRST_PORT
-# (set in IG_CLUSTER_PORT), logging to DIR/server.log with millisecond
-# timestamps and pids; EXTRA_CONF (lines) is appended to postgresql.conf.
-# DIR must belong to the server user (ig_give_to_server_user).
+# ig_start_cluster DIR BINDIR FIRST_PORT EXTRA_CONF: initdb DIR/data as the
+# server user (DIR must be theirs) and start it on 127.0.0.1 and a socket
+# in DIR, on the first free port from FIRST_PORT (IG_CLUSTER_PORT), logging
+# to DIR/server.log with millisecond timestamps and pids; EXTRA_CONF
+# (lines) is appended to postgresql.conf.
 ig_start_cluster() {
-	local dir=$1 bindir=$2 first=$3 conf=$4 p
+	local dir=$1 bindir=$2 first=$3 p
 	IG_CLUSTER_PORT=
 	for p in $(seq "$first" $((first + 70))); do
-		if ig_port_free "$p"; then
-			IG_CLUSTER_PORT=$p
-			break
-		fi
+		if ig_port_free "$p"; then IG_CLUSTER_PORT=$p && break; fi
 	done
-	[ -n "$IG_CLUSTER_PORT" ] || {
-		ig_warn "no free port in $first-$((first + 70))"
-		return 1
-	}
+	[ -n "$IG_CLUSTER_PORT" ] || { ig_warn "no free port in $first-$((first + 70))"; return 1; }
 	ig_say "creating a throwaway cluster in $dir/data (port $IG_CLUSTER_PORT)"
-	ig_as_server_user timeout 60 "$bindir/initdb" -D "$dir/data" -U postgres -A trust \
-		--no-locale -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 || {
+	if ! ig_as_server_user timeout 60 "$bindir/initdb" -D "$dir/data" -U postgres -A trust \
+		--no-locale -E UTF8 --no-sync >"$dir/initdb.log" 2>&1; then
 		cat "$dir/initdb.log" >&2
 		ig_warn "initdb failed"
 		return 1
-	}
-	cat >>"$dir/data/postgresql.conf" <<CONF
-
-# --- added by $IG_LOG_PREFIX ---
-listen_addresses = '127.0.0.1'
+	fi
+	printf '\n# --- added by %s ---\n%s\n' "$IG_LOG_PREFIX" "listen_addresses = '127.0.0.1'
 port = $IG_CLUSTER_PORT
 unix_socket_directories = '$dir'
 fsync = off
 log_line_prefix = '%m [%p] %q[%a] '
-$conf
-CONF
-	ig_as_server_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" \
-		-w -t 20 start >/dev/null || {
-		ig_warn "the server did not start"
-		return 1
-	}
-}
-
-# --- verdicts of a script's checks -----------------------------------------
-
-IG_CHECK_NAMES=()
-IG_CHECK_VERDICTS=() # PASS or FAIL, parallel to IG_CHECK_NAMES
-
-# ig_record NAME PASS|FAIL [NOTE]: note the verdict of one check.
-ig_record() {
-	IG_CHECK_NAMES+=("$1")
-	IG_CHECK_VERDICTS+=("$2")
-	ig_say "$2: $1${3:+ ($3)}"
-}
-
-# ig_print_checks: a line per recorded check; sets IG_PASSED and IG_FAILED.
-ig_print_checks() {
-	local i
-	IG_PASSED=0
-	IG_FAILED=0
-	echo
-	for i in "${!IG_CHECK_NAMES[@]}"; do
-		printf '  %-4s  %s\n' "${IG_CHECK_VERDICTS[$i]}" "${IG_CHECK_NAMES[$i]}"
-		if [ "${IG_CHECK_VERDICTS[$i]}" = PASS ]; then
-			IG_PASSED=$((IG_PASSED + 1))
-		else
-			IG_FAILED=$((IG_FAILED + 1))
-		fi
-	done
-}
-
-# --- benchmarks ----------------------------------------------------------
-
-# ig_bench_prepare [NAME]: what every bench/ script and the soak do
-# first: install what is missing, build and install idle_guard from a copy
-# of the tree, and make a run directory for a throwaway cluster, in
-# /tmp/NAME_build.XXXXXX and /tmp/NAME.XXXXXX (NAME defaults to
-# idle_guard_bench).  Sets REPO, PG_CONFIG, BINDIR, BUILD_DIR and RUN_DIR,
-# and clears libpq's environment so nothing reaches another server.  The
-# caller removes BUILD_DIR and RUN_DIR.
-ig_bench_prepare() {
-	local name=${1:-idle_guard_bench}
-	REPO=$(ig_repo_root)
-	bash "$REPO/scripts/setup.sh"
-	PG_CONFIG=$(ig_pg_config)
-	# shellcheck disable=SC2034 # set for the calling script
-	BINDIR=$("$PG_CONFIG" --bindir)
-	unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGOPTIONS PGDATA PGAPPNAME
-	BUILD_DIR=$(ig_mktemp_dir "${name}_build")
-	RUN_DIR=$(ig_mktemp_dir "$name")
-	ig_copy_source "$REPO" "$BUILD_DIR" >/dev/null
-	ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
-		ig_die "could not build and install idle_guard"
-	ig_give_to_server_user "$RUN_DIR"
+$4" >>"$dir/data/postgresql.conf"
+	ig_as_server_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 20 start >/dev/null ||
+		{ ig_warn "the server did not start"; return 1; }
 }

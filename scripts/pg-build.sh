@@ -25,8 +25,8 @@
 # What it does, when DIR/pg-MAJOR has no pg_config with a stamp of a
 # successful build made with the same configure options (otherwise it only
 # prints the pg_config path):
-#   1. installs the missing build dependencies with apt-get (bison flex gcc
-#      make perl libipc-run-perl ...), only when some are missing;
+#   1. installs the missing build dependencies (scripts/setup.sh --only
+#      bison flex gcc make perl libipc-run-perl ...);
 #   2. downloads the Debian source package postgresql-MAJOR with a private
 #      apt state in a temporary directory (the system's apt lists and caches
 #      are not touched) and extracts the upstream .orig.tar.* there;
@@ -50,13 +50,8 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 # shellcheck source=scripts/lib.sh
 . "$SCRIPT_DIR/lib.sh"
 
-usage() {
-	sed -n '3,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-}
-
-case "${1:-}" in
--h | --help) usage; exit 0 ;;
-esac
+usage() { sed -n '3,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; esac
 [ "$#" -eq 1 ] || { usage >&2; exit 2; }
 MAJOR=$1
 
@@ -144,7 +139,7 @@ fi
 
 # --- temporary directory, log, cleanup -------------------------------------
 
-WORK=$(ig_mktemp_dir "pg-build-$MAJOR")
+WORK=$(mktemp -d "/tmp/pg-build-$MAJOR.XXXXXX")
 LOG=$WORK/build.log
 : >"$LOG"
 START=$(date +%s)
@@ -196,7 +191,7 @@ ig_say "work directory $WORK, log $LOG"
 
 # --- 1. build dependencies --------------------------------------------------
 
-ig_apt_install_missing "${BUILD_DEPS[@]}"
+bash "$SCRIPT_DIR/setup.sh" --only "${BUILD_DEPS[@]}"
 
 # --- 2. the source ------------------------------------------------------------
 

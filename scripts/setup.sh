@@ -2,80 +2,44 @@
 #
 # scripts/setup.sh -- install what building and testing idle_guard needs.
 #
-# Usage: bash scripts/setup.sh
+# Usage: bash scripts/setup.sh [--only] [PACKAGE...]
 #
-# Idempotent: it asks dpkg which of the required Debian 12 packages are
-# missing and calls apt-get (update + install, non-interactive, no
-# recommends) only when something is.  When packages are missing and we are
-# not root it fails, naming them.  It exports nothing; scripts/test.sh and
-# scripts/demo.sh call it first.
-#
-# Note: installing postgresql-15 makes Debian create and start a cluster
-# "15/main" on port 5432.  Nothing in scripts/ uses or touches that cluster:
-# the tests and the demo run their own temporary servers on other ports.
+# Asks dpkg which of the Debian packages below (with --only: none of them)
+# and PACKAGE... are missing and calls apt-get (update, then a
+# non-interactive install without recommends) only when some are.  Not
+# root and something missing: it fails, naming them.  apt-get's output goes to stderr, so that stdout
+# keeps the "setup:" lines only.  Installing postgresql-15 makes Debian
+# start a cluster 15/main on port 5432; nothing here uses or touches it.
 
 set -euo pipefail
 
-# Everything needed to build the extension and run every test suite:
-#   postgresql-15            server binaries (initdb, postgres, pg_ctl)
-#   postgresql-server-dev-15 headers and pg_config for PGXS builds
-#   postgresql-client-15     psql, pg_regress, the TAP modules, pgxs.mk
-#   libipc-run-perl          IPC::Run, needed by PostgreSQL::Test::Cluster
-#   libyaml-libyaml-perl     YAML::XS, for t/013 (parses contrib/*.yaml)
-#   make gcc                 the build itself
-REQUIRED_PACKAGES=(
-	postgresql-15
-	postgresql-server-dev-15
-	postgresql-client-15
-	libipc-run-perl
-	libyaml-libyaml-perl
-	make
-	gcc
-)
+# postgresql-15 (initdb, postgres), -server-dev-15 (headers, pg_config,
+# PGXS), -client-15 (psql, pg_regress, the TAP modules), IPC::Run for
+# PostgreSQL::Test::Cluster, YAML::XS for t/013 (reads contrib/*.yaml).
+PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-client-15
+	libipc-run-perl libyaml-libyaml-perl make gcc)
+[ "${1:-}" = --only ] && shift && PACKAGES=()
+PACKAGES+=("$@")
 
-say() {
-	printf 'setup: %s\n' "$*"
-}
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 
-# is_installed PKG: true when dpkg reports PKG as fully installed.
-is_installed() {
-	local status
-	status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1
-	[ "$status" = "install ok installed" ]
-}
-
-command -v dpkg-query >/dev/null 2>&1 ||
-	{ echo "setup: ERROR: dpkg-query not found; this script supports Debian 12 only" >&2; exit 1; }
-
+command -v dpkg-query >/dev/null || die "dpkg-query not found; this script supports Debian only"
 missing=()
-for pkg in "${REQUIRED_PACKAGES[@]}"; do
-	is_installed "$pkg" || missing+=("$pkg")
+for pkg in "${PACKAGES[@]}"; do
+	installed "$pkg" || missing+=("$pkg")
 done
-
 if [ "${#missing[@]}" -eq 0 ]; then
-	say "all ${#REQUIRED_PACKAGES[@]} required packages are installed, nothing to do"
+	say "all ${#PACKAGES[@]} required packages are installed, nothing to do"
 	exit 0
 fi
-
 say "missing packages: ${missing[*]}"
-if [ "$(id -u)" -ne 0 ]; then
-	echo "setup: ERROR: not root, cannot install: ${missing[*]}" >&2
-	echo "setup: ERROR: run as root: apt-get install ${missing[*]}" >&2
-	exit 1
-fi
-
-say "running apt-get update"
-apt-get update -q
-say "installing: ${missing[*]}"
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-
-# Check the result rather than trusting apt-get's exit status alone.
-still_missing=()
+[ "$(id -u)" -eq 0 ] || die "not root, cannot install them (as root: apt-get install ${missing[*]})"
+timeout -k 10 600 apt-get update -q >&2 || die "apt-get update failed"
+DEBIAN_FRONTEND=noninteractive timeout -k 10 1200 \
+	apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 || die "apt-get install failed"
 for pkg in "${missing[@]}"; do
-	is_installed "$pkg" || still_missing+=("$pkg")
+	installed "$pkg" || die "still not installed after apt-get: $pkg"
 done
-if [ "${#still_missing[@]}" -ne 0 ]; then
-	echo "setup: ERROR: still not installed after apt-get: ${still_missing[*]}" >&2
-	exit 1
-fi
 say "installed: ${missing[*]}"

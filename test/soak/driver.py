@@ -1,12 +1,12 @@
 #!/usr/bin/python3
 #
-# test/soak/driver.py -- the client side of the soak (scripts/soak.sh).
+# test/soak/driver.py -- the client side of the soak (test/soak/soak.sh).
 #
 # Usage: driver.py --port P --duration S --clients N --out DIR
 #                  --blocking-ms B --idle-ms I --naptime-ms T
 #
 # Connects to 127.0.0.1:P (trust authentication, a throwaway cluster that
-# scripts/soak.sh made), creates the roles and tables the clients use, then
+# test/soak/soak.sh made), creates the roles and tables the clients use, then
 # runs N client threads for S seconds.  Each client plays random scenarios
 # (see SCENARIOS) and logs, with timestamps, every session it opened and
 # every silence it kept.  Meanwhile the main thread reloads a changed policy
@@ -37,7 +37,7 @@ import psycopg2.extensions
 
 # The roles and names the clients use.  soak_exempt is listed in
 # idle_guard.exempt_roles, soak_etl_* in idle_guard.exempt_applications
-# (scripts/soak.sh sets both).
+# (test/soak/soak.sh sets both).
 ROLE = 'soak'
 EXEMPT_ROLE = 'soak_exempt'
 EXEMPT_APP_PREFIX = 'soak_etl_'

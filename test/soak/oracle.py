@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 #
-# test/soak/oracle.py -- judge a soak run (scripts/soak.sh) from its logs.
+# test/soak/oracle.py -- judge a soak run (test/soak/soak.sh) from its logs.
 #
 # Usage: oracle.py DIR [--rss-bound-kb N] [--late-grace S]
 #

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 #
-# scripts/soak.sh -- many concurrent clients against idle_guard, judged by
+# test/soak/soak.sh -- many concurrent clients against idle_guard, judged by
 # an oracle.
 #
-# Usage: bash scripts/soak.sh [--duration SECONDS] [--clients N] [--keep]
+# Usage: bash test/soak/soak.sh [--duration SECONDS] [--clients N] [--keep]
+#        make soak [DURATION=SECONDS]
 #
 #   --duration SECONDS  how long the clients run (default 300)
 #   --clients N         concurrent clients (default 120); each may hold a
@@ -13,7 +14,7 @@
 # Steps:
 #   1. installs what is missing (scripts/setup.sh, python3-psycopg2), builds
 #      idle_guard with -Werror from a copy of the tree and installs it into
-#      PostgreSQL 15 (ig_bench_prepare, scripts/lib.sh);
+#      PostgreSQL 15 (ig_bench_prepare, bench/common.sh);
 #   2. starts a throwaway cluster on 127.0.0.1 (first free port from 55600)
 #      with idle_guard preloaded: action terminate, blocking_timeout 2.5 s,
 #      idle_timeout 8 s, naptime 200 ms, an exempt role and application
@@ -43,7 +44,7 @@ while [ $# -gt 0 ]; do
 	--duration) DURATION=${2:-}; shift 2 ;;
 	--clients) CLIENTS=${2:-}; shift 2 ;;
 	--keep) KEEP=1; shift ;;
-	*) echo "usage: bash scripts/soak.sh [--duration SECONDS] [--clients N] [--keep]" >&2; exit 2 ;;
+	*) echo "usage: bash test/soak/soak.sh [--duration SECONDS] [--clients N] [--keep]" >&2; exit 2 ;;
 	esac
 done
 if ! [[ "$DURATION" =~ ^[0-9]+$ ]] || [ "$DURATION" -lt 10 ] || [ "$DURATION" -gt 86400 ]; then
@@ -58,7 +59,9 @@ fi
 IG_LOG_PREFIX=soak
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 # shellcheck source=scripts/lib.sh
-. "$SCRIPT_DIR/lib.sh"
+. "$SCRIPT_DIR/../../scripts/lib.sh"
+# shellcheck source=bench/common.sh
+. "$SCRIPT_DIR/../../bench/common.sh"
 
 # The policy at the start (the driver changes it at two reloads), in ms.
 BLOCKING_MS=2500
@@ -86,8 +89,7 @@ trap cleanup EXIT
 # Install what is missing (the soak's driver needs psycopg2 besides what
 # the benchmarks need), build and install idle_guard, make the run
 # directory: /tmp/idle_guard_soak*.
-ig_apt_install_missing python3-psycopg2
-ig_bench_prepare idle_guard_soak
+ig_bench_prepare idle_guard_soak python3-psycopg2
 
 # Two connections per client, the admin's, and room to spare.
 MAX_CONN=$((CLIENTS * 2 + 40))
