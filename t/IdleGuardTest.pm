@@ -81,6 +81,8 @@ sub ig_node_initdb
 		'idle_guard.blocking_timeout' => "'2s'",
 		'idle_guard.idle_timeout' => "'1h'",
 		'idle_guard.naptime' => "'100ms'",
+		# the prefix of PostgreSQL::Test::Cluster up to 18 (19 adds %b)
+		log_line_prefix => "'%m [%p] %q%a '",
 		%settings);
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(extra => $initdb_args);
