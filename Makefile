@@ -115,7 +115,7 @@ lint-clang-tidy:
 		{ grep -v '^[0-9]* warnings\? generated\.$$' || true; }
 
 # The suite again, idle_guard built with ASan and UBSan, against the
-# assert-enabled PostgreSQL 18 of scripts/pg-build.sh; any report fails.
+# assert-enabled PostgreSQL 18 of scripts/pg.sh --assert 18; any report fails.
 sanitize:
 	bash test/sanitize.sh
 

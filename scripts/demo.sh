@@ -5,7 +5,7 @@
 # Usage: bash scripts/demo.sh [--keep]
 #
 #   --keep         keep the temporary directories (cluster, logs, build)
-#   PG_CONFIG=...  pg_config to build against (default Debian's 15)
+#   PG_CONFIG=...  pg_config to build against (default: this Debian release's)
 #
 # Installs what is missing (scripts/setup.sh), builds and installs
 # idle_guard from a copy of the tree, starts a throwaway cluster (port 54329

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 #
 # scripts/lib.sh -- helpers of scripts/test.sh, scripts/demo.sh,
-# scripts/pg-build.sh, the benchmarks (bench/) and the soak (test/soak/).
+# scripts/pg.sh, the benchmarks (bench/) and the soak (test/soak/).
 # Source it; it only defines functions and constants.  Messages are
 # prefixed with "$IG_LOG_PREFIX: " (default: the calling script's name).
 #
@@ -12,7 +12,6 @@
 set -euo pipefail
 
 IG_SERVER_USER=postgres
-IG_DEFAULT_PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 : "${IG_LOG_PREFIX:=$(basename "${0%.sh}")}"
 
 ig_say() { printf '%s: %s\n' "$IG_LOG_PREFIX" "$*"; }
@@ -21,9 +20,10 @@ ig_die() { printf '%s: ERROR: %s\n' "$IG_LOG_PREFIX" "$*" >&2; exit 1; }
 ig_is_root() { [ "$(id -u)" -eq 0 ]; }
 ig_repo_root() { (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P); }
 
-# ig_pg_config: $PG_CONFIG (default Debian's 15) if it can be run, or die.
+# ig_pg_config: $PG_CONFIG (default: this Debian release's major) if it can
+# be run, or die.
 ig_pg_config() {
-	local pgc=${PG_CONFIG:-$IG_DEFAULT_PG_CONFIG}
+	local pgc=${PG_CONFIG:-/usr/lib/postgresql/$(ig_distro_major)/bin/pg_config}
 	[ -x "$pgc" ] || pgc=$(command -v "$pgc") || ig_die "pg_config not found: $pgc (set PG_CONFIG)"
 	printf '%s\n' "$pgc"
 }
@@ -36,7 +36,7 @@ ig_as_server_user() {
 # ig_give_to_server_user DIR: when root, chown -R DIR to the server user.
 ig_give_to_server_user() {
 	ig_is_root || return 0
-	id "$IG_SERVER_USER" >/dev/null 2>&1 || ig_die "no user '$IG_SERVER_USER' (is postgresql-15 installed?)"
+	id "$IG_SERVER_USER" >/dev/null 2>&1 || ig_die "no user '$IG_SERVER_USER' (is PostgreSQL installed?)"
 	chown -R "$IG_SERVER_USER:$IG_SERVER_USER" "$1"
 }
 
@@ -133,4 +133,26 @@ log_line_prefix = '%m [%p] %q[%a] '
 $4" >>"$dir/data/postgresql.conf"
 	ig_as_server_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 20 start >/dev/null ||
 		{ ig_warn "the server did not start"; return 1; }
+}
+
+# ig_distro_major: the PostgreSQL major this Debian release packages.
+ig_distro_major() {
+	case "$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")" in
+	bookworm) echo 15 ;;
+	trixie) echo 17 ;;
+	*) apt-cache show postgresql 2>/dev/null | sed -nE 's/^Depends:.*postgresql-([0-9]+).*/\1/p' | head -n 1 ;;
+	esac
+}
+
+# ig_chroot_prefix ROOT: set IG_IN to the command prefix that runs a
+# command in the chroot ROOT, with /proc, /sys, /dev and a POSIX
+# shared-memory tmpfs mounted in a mount namespace of its own: the mounts
+# vanish with it whatever happens, and runs in the same chroot at the same
+# time do not disturb each other.
+ig_chroot_prefix() {
+	IG_IN=(unshare --mount --propagation private -- sh -c 'r=$1; shift
+		mount -t proc proc "$r/proc" && mount -t sysfs sysfs "$r/sys" &&
+		mount --rbind /dev "$r/dev" && mount -t tmpfs -o mode=1777,size=1g shm "$r/dev/shm" &&
+		exec chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+			DEBIAN_FRONTEND=noninteractive "$@"' sh "$1")
 }

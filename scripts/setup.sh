@@ -13,10 +13,16 @@
 
 set -euo pipefail
 
-# postgresql-15 (initdb, postgres), -server-dev-15 (headers, pg_config,
-# PGXS), -client-15 (psql, pg_regress, the TAP modules), IPC::Run for
-# PostgreSQL::Test::Cluster, YAML::XS for t/013 (reads contrib/*.yaml).
-PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-client-15
+# postgresql-N (initdb, postgres), -server-dev-N (headers, pg_config,
+# PGXS), -client-N (psql, pg_regress, the TAP modules), IPC::Run for
+# PostgreSQL::Test::Cluster, YAML::XS for t/013 (reads contrib/*.yaml); N
+# is this Debian release's major (15 on Debian 12, 17 on Debian 13), or
+# IG_PG_MAJOR.
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+N=${IG_PG_MAJOR:-$(ig_distro_major)}
+[ -n "$N" ] || { echo "setup: ERROR: no PostgreSQL major known for this release; set IG_PG_MAJOR" >&2; exit 1; }
+PACKAGES=("postgresql-$N" "postgresql-server-dev-$N" "postgresql-client-$N"
 	libipc-run-perl libyaml-libyaml-perl make gcc)
 [ "${1:-}" = --only ] && shift && PACKAGES=()
 PACKAGES+=("$@")

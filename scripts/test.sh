@@ -4,25 +4,27 @@
 #
 # Usage: bash scripts/test.sh [--pg MAJOR] [--keep]
 #
-#   --pg MAJOR         15: Debian's PostgreSQL; another major: the one
-#                      scripts/pg-build.sh MAJOR builds once and caches
+#   --pg MAJOR         test against that major, as scripts/pg.sh provides it
+#                      (default: this Debian release's own, 15 on Debian 12,
+#                      17 on Debian 13)
 #   --keep             keep the build directory (logs, regression.diffs)
-#   PG_CONFIG=...      without --pg, the pg_config to use (default 15's)
+#   PG_CONFIG=...      without --pg, the pg_config to use
 #   PROVE_TESTS=...    only these TAP files, e.g. PROVE_TESTS=t/001_row_lock.pl
 #   PROVE_FLAGS=...    extra flags for prove, e.g. PROVE_FLAGS=-v
 #   IG_TEST_TIMEOUT=N  time bound of the suites in seconds (default 2700)
 #
 # Installs what is missing (scripts/setup.sh), copies the source tree to a
-# fresh directory under /tmp, builds it there with COPT=-Werror, installs
-# it, and runs "make -k installcheck": every suite the Makefile chains
-# (pg_regress without and with the preload, the unit test, the TAP files),
-# as the postgres user when root.  make's exit status is the verdict; on
-# failure every regression.diffs and the end of every server and TAP log
-# is printed.  Only temporary servers on their own ports are used.
+# fresh directory under /tmp (inside the chroot, for a major that lives in
+# one), builds it there with COPT=-Werror, installs it, and runs "make -k
+# installcheck": every suite the Makefile chains (pg_regress without and
+# with the preload, the unit test, the TAP files), as the postgres user
+# when root.  make's exit status is the verdict; on failure every
+# regression.diffs and the end of every server and TAP log is printed.
+# Only temporary servers on their own ports are used.
 
 set -euo pipefail
 
-usage() { sed -n '5,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '5,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 KEEP=0 MAJOR=
 while [ "$#" -gt 0 ]; do
 	case "$1" in
@@ -43,34 +45,50 @@ SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 # shellcheck source=scripts/lib.sh
 . "$SCRIPTS/lib.sh"
 bash "$SCRIPTS/setup.sh"
-case "$MAJOR" in
-'') PG_CONFIG=$(ig_pg_config) ;;
-15) PG_CONFIG=$IG_DEFAULT_PG_CONFIG ;;
-*) PG_CONFIG=$(bash "$SCRIPTS/pg-build.sh" "$MAJOR" | tee >(cat >&2) | tail -n 1) ;;
-esac
-VERSION=$("$PG_CONFIG" --version)
+ROOT= # the chroot the major lives in, if any
+if [ -z "$MAJOR" ]; then
+	PG_CONFIG=$(ig_pg_config)
+else
+	where=$(bash "$SCRIPTS/pg.sh" "$MAJOR" | tee >(cat >&2) | tail -n 1)
+	case "$where" in
+	*:*) ROOT=${where%%:*} PG_CONFIG=${where#*:} ;;
+	*) PG_CONFIG=$where ;;
+	esac
+fi
+# IN CMD...: run CMD where the major lives (in its chroot, or here)
+IN=()
+if [ -n "$ROOT" ]; then ig_chroot_prefix "$ROOT" && IN=("${IG_IN[@]}"); fi
+VERSION=$("${IN[@]}" "$PG_CONFIG" --version)
 re="^PostgreSQL ${MAJOR}[^0-9]"
 [ -z "$MAJOR" ] || [[ "$VERSION" =~ $re ]] || ig_die "$PG_CONFIG is $VERSION, not $MAJOR"
 unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGOPTIONS PGDATA
 
-DIR=$(mktemp -d /tmp/idle_guard_test.XXXXXX)
+mkdir -p "$ROOT/tmp"
+HOST_DIR=$(mktemp -d "$ROOT/tmp/idle_guard_test.XXXXXX")
+DIR=${HOST_DIR#"$ROOT"} # the same, as seen where the major lives
 cleanup() {
-	ig_stop_servers_under "$DIR" "$PG_CONFIG"
-	if [ "$KEEP" -eq 1 ]; then ig_say "kept $DIR"; else rm -rf "$DIR"; fi
+	[ -n "$ROOT" ] || ig_stop_servers_under "$DIR" "$PG_CONFIG"
+	if [ "$KEEP" -eq 1 ]; then ig_say "kept $HOST_DIR"; else rm -rf "$HOST_DIR"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-ig_copy_source "$(ig_repo_root)" "$DIR"
-ig_build_install "$DIR" "$PG_CONFIG" || ig_die "could not build and install idle_guard"
-ig_give_to_server_user "$DIR"
+ig_copy_source "$(ig_repo_root)" "$HOST_DIR"
+for goal in all install; do
+	"${IN[@]}" make -C "$DIR" -j"$(nproc)" "PG_CONFIG=$PG_CONFIG" COPT=-Werror "$goal" ||
+		ig_die "could not build and install idle_guard"
+done
 RUN=()
-ig_is_root && RUN=(runuser -u "$IG_SERVER_USER" --)
+if ig_is_root; then
+	"${IN[@]}" chown -R "$IG_SERVER_USER:" "$DIR"
+	RUN=(runuser -u "$IG_SERVER_USER" --)
+fi
 
-ig_say "make -k installcheck against $VERSION ($PG_CONFIG), at most ${TIMEOUT}s"
+ig_say "make -k installcheck against $VERSION ($PG_CONFIG${ROOT:+ in the chroot $ROOT}), at most ${TIMEOUT}s"
 rc=0
-timeout -k 30 "$TIMEOUT" "${RUN[@]}" make -C "$DIR" -k --no-print-directory \
+timeout -k 30 "$TIMEOUT" "${IN[@]}" "${RUN[@]}" env ${PROVE_TESTS:+"PROVE_TESTS=$PROVE_TESTS"} \
+	${PROVE_FLAGS:+"PROVE_FLAGS=$PROVE_FLAGS"} make -C "$DIR" -k --no-print-directory \
 	"PG_CONFIG=$PG_CONFIG" COPT=-Werror installcheck || rc=$?
 if [ "$rc" -ne 0 ]; then
 	[ "$rc" -eq 124 ] && ig_warn "timed out after ${TIMEOUT}s"
@@ -79,8 +97,8 @@ if [ "$rc" -ne 0 ]; then
 		*.diffs) printf '\n===== %s =====\n' "$f" && cat "$f" ;;
 		*) printf '\n===== %s (last 200 lines) =====\n' "$f" && tail -n 200 "$f" ;;
 		esac
-	done < <(find "$DIR" -maxdepth 2 -name regression.diffs -size +0 -print0 | sort -z
-		find "$DIR"/{tmp_regress,output_nopreload,tmp_nopreload,tmp_check}/log "$DIR/log" \
+	done < <(find "$HOST_DIR" -maxdepth 2 -name regression.diffs -size +0 -print0 | sort -z
+		find "$HOST_DIR"/{tmp_regress,output_nopreload,tmp_nopreload,tmp_check}/log "$HOST_DIR/log" \
 			-type f -print0 2>/dev/null | sort -z)
 	echo
 	ig_say "FAIL: make installcheck, $VERSION (exit status $rc)"

@@ -2,7 +2,7 @@
 #
 # test/sanitize.sh -- the whole suite (scripts/test.sh) with idle_guard
 # built with AddressSanitizer and UndefinedBehaviorSanitizer, against the
-# assert-enabled PostgreSQL that scripts/pg-build.sh builds; any sanitizer
+# assert-enabled PostgreSQL that scripts/pg.sh --assert builds; any sanitizer
 # report fails.  Run by "make sanitize".
 #
 # Usage: bash test/sanitize.sh [--pg MAJOR] [--keep]      (default major 18)
@@ -62,7 +62,7 @@ failed=0
 fail() { ig_say "FAIL: $*"; failed=1; }
 
 # 1. a private, relocated copy of the install
-ORIG=$(bash "$REPO/scripts/pg-build.sh" "$MAJOR" | tee >(cat >&2) | tail -n 1)
+ORIG=$(bash "$REPO/scripts/pg.sh" --assert "$MAJOR" | tee >(cat >&2) | tail -n 1)
 cp -a "$(cd "$("$ORIG" --bindir)/.." && pwd -P)" "$WORK/pg"
 PGC=$WORK/pg/bin/pg_config
 for what in --bindir --pkglibdir --sharedir --pgxs; do

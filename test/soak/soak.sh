@@ -14,7 +14,7 @@
 # Steps:
 #   1. installs what is missing (scripts/setup.sh, python3-psycopg2), builds
 #      idle_guard with -Werror from a copy of the tree and installs it into
-#      PostgreSQL 15 (ig_bench_prepare, bench/common.sh);
+#      the release's PostgreSQL (ig_bench_prepare, bench/common.sh);
 #   2. starts a throwaway cluster on 127.0.0.1 (first free port from 55600)
 #      with idle_guard preloaded: action terminate, blocking_timeout 2.5 s,
 #      idle_timeout 8 s, naptime 200 ms, an exempt role and application
