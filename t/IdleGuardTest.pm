@@ -81,8 +81,11 @@ sub ig_node_initdb
 		'idle_guard.blocking_timeout' => "'2s'",
 		'idle_guard.idle_timeout' => "'1h'",
 		'idle_guard.naptime' => "'100ms'",
-		# the prefix of PostgreSQL::Test::Cluster up to 18 (19 adds %b)
+		# the prefix of PostgreSQL::Test::Cluster up to 18 (19 adds %b),
+		# and no lock-wait lines (on by default from 19): the same log
+		# on every major
 		log_line_prefix => "'%m [%p] %q%a '",
+		log_lock_waits => 'off',
 		%settings);
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(extra => $initdb_args);
