@@ -156,11 +156,15 @@ sub ig_send
 	return;
 }
 
-# _trimmed($text): $text without its trailing white space.
+# _trimmed($text): $text without its trailing white space, nor the query
+# separator that 16.2's BackgroundPsql leaves in the output of a query that
+# returns nothing.
 sub _trimmed
 {
 	my ($text) = @_;
-	$text =~ s/\s+\z// if defined $text;
+	return $text unless defined $text;
+	$text =~ s/\A\s*background_psql: QUERY_SEPARATOR\s*\z//;
+	$text =~ s/\s+\z//;
 	return $text;
 }
 
