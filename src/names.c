@@ -57,16 +57,24 @@ typedef struct IgNameEntry
 	NameData	name;
 } IgNameEntry;
 
-/* A cache of the names of one catalog */
+/* A catalog that names objects by OID, and the cache of its names */
 typedef struct IgNameCache
 {
 	HTAB	   *hash;			/* NULL until first used, or after a flush */
 	bool		stale;			/* the catalog changed: flush before use */
 	const char *label;			/* for the hash table's name */
+	Oid			relid;			/* the catalog */
+	Oid			indexid;		/* its index on oid */
+	int			cacheid;		/* its syscache by oid */
+	AttrNumber	attnum;			/* its name column */
 } IgNameCache;
 
-static IgNameCache ig_roles = {NULL, false, "idle_guard role names"};
-static IgNameCache ig_databases = {NULL, false, "idle_guard database names"};
+static IgNameCache ig_roles = {NULL, false, "idle_guard role names",
+	AuthIdRelationId, AuthIdOidIndexId, AUTHOID, Anum_pg_authid_rolname
+};
+static IgNameCache ig_databases = {NULL, false, "idle_guard database names",
+	DatabaseRelationId, DatabaseOidIndexId, DATABASEOID, Anum_pg_database_datname
+};
 
 /* The exempt_roles list whose roles the role cache holds, if any */
 static uint64 ig_exempt_resolved_generation = 0;
@@ -74,6 +82,7 @@ static bool ig_exempt_resolved = false;
 
 static bool ig_callbacks_registered = false;
 
+static bool ig_lookup_name(IgNameCache *cache, Oid oid, char *buf);
 static void ig_register_callbacks(void);
 static void ig_invalidate(Datum arg, int cacheid, uint32 hashvalue);
 static HTAB *ig_cache_table(IgNameCache *cache);
@@ -119,27 +128,7 @@ idle_guard_unlock_catalog(Oid relid, Oid indexid)
 bool
 idle_guard_role_name(Oid roleid, char *buf)
 {
-	HeapTuple	tuple;
-
-	buf[0] = '\0';
-	if (!OidIsValid(roleid))
-		return false;
-	if (ig_cache_get(&ig_roles, roleid, buf))
-		return true;
-	if (!idle_guard_lock_catalog(AuthIdRelationId, AuthIdOidIndexId))
-		return false;
-	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
-	if (HeapTupleIsValid(tuple))
-	{
-		strlcpy(buf, NameStr(((Form_pg_authid) GETSTRUCT(tuple))->rolname),
-				NAMEDATALEN);
-		ReleaseSysCache(tuple);
-	}
-	idle_guard_unlock_catalog(AuthIdRelationId, AuthIdOidIndexId);
-	if (buf[0] == '\0')
-		return false;
-	ig_cache_put(&ig_roles, roleid, buf);
-	return true;
+	return ig_lookup_name(&ig_roles, roleid, buf);
 }
 
 /*
@@ -149,26 +138,41 @@ idle_guard_role_name(Oid roleid, char *buf)
 bool
 idle_guard_database_name(Oid dbid, char *buf)
 {
+	return ig_lookup_name(&ig_databases, dbid, buf);
+}
+
+/*
+ * The name of the object oid of cache's catalog, from the cache, or read
+ * under the conditional locks and then cached; false, with buf empty, if
+ * it is unknown now.
+ */
+static bool
+ig_lookup_name(IgNameCache *cache, Oid oid, char *buf)
+{
 	HeapTuple	tuple;
 
 	buf[0] = '\0';
-	if (!OidIsValid(dbid))
+	if (!OidIsValid(oid))
 		return false;
-	if (ig_cache_get(&ig_databases, dbid, buf))
+	if (ig_cache_get(cache, oid, buf))
 		return true;
-	if (!idle_guard_lock_catalog(DatabaseRelationId, DatabaseOidIndexId))
+	if (!idle_guard_lock_catalog(cache->relid, cache->indexid))
 		return false;
-	tuple = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dbid));
+	tuple = SearchSysCache1(cache->cacheid, ObjectIdGetDatum(oid));
 	if (HeapTupleIsValid(tuple))
 	{
-		strlcpy(buf, NameStr(((Form_pg_database) GETSTRUCT(tuple))->datname),
-				NAMEDATALEN);
+		bool		isnull;
+		Datum		name = SysCacheGetAttr(cache->cacheid, tuple,
+										   cache->attnum, &isnull);
+
+		if (!isnull)
+			strlcpy(buf, NameStr(*DatumGetName(name)), NAMEDATALEN);
 		ReleaseSysCache(tuple);
 	}
-	idle_guard_unlock_catalog(DatabaseRelationId, DatabaseOidIndexId);
+	idle_guard_unlock_catalog(cache->relid, cache->indexid);
 	if (buf[0] == '\0')
 		return false;
-	ig_cache_put(&ig_databases, dbid, buf);
+	ig_cache_put(cache, oid, buf);
 	return true;
 }
 
