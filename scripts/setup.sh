@@ -21,6 +21,9 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${IG_PG_MAJOR:-$(ig_distro_major)}
+if [ -z "$N" ] && [ "$(id -u)" -eq 0 ]; then # sid: ask apt, once it has lists
+	timeout -k 10 600 apt-get update -q >&2 && N=$(ig_distro_major)
+fi
 [ -n "$N" ] || { echo "setup: ERROR: no PostgreSQL major known for this release; set IG_PG_MAJOR" >&2; exit 1; }
 PACKAGES=("postgresql-$N" "postgresql-server-dev-$N" "postgresql-client-$N"
 	libipc-run-perl libyaml-libyaml-perl make gcc)
