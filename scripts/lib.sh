@@ -23,8 +23,9 @@ ig_repo_root() { (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P); }
 # ig_pg_config: $PG_CONFIG (default: this Debian release's major) if it can
 # be run, or die.
 ig_pg_config() {
-	local pgc=${PG_CONFIG:-/usr/lib/postgresql/$(ig_distro_major)/bin/pg_config}
-	[ -x "$pgc" ] || pgc=$(command -v "$pgc") || ig_die "pg_config not found: $pgc (set PG_CONFIG)"
+	local want=${PG_CONFIG:-/usr/lib/postgresql/$(ig_distro_major)/bin/pg_config} pgc
+	pgc=$want
+	[ -x "$pgc" ] || pgc=$(command -v "$pgc") || ig_die "pg_config not found: $want (set PG_CONFIG)"
 	printf '%s\n' "$pgc"
 }
 

@@ -87,9 +87,10 @@ fi
 
 ig_say "make -k installcheck against $VERSION ($PG_CONFIG${ROOT:+ in the chroot $ROOT}), at most ${TIMEOUT}s"
 rc=0
-timeout -k 30 "$TIMEOUT" "${IN[@]}" "${RUN[@]}" env ${PROVE_TESTS:+"PROVE_TESTS=$PROVE_TESTS"} \
-	${PROVE_FLAGS:+"PROVE_FLAGS=$PROVE_FLAGS"} make -C "$DIR" -k --no-print-directory \
-	"PG_CONFIG=$PG_CONFIG" COPT=-Werror installcheck || rc=$?
+# On make's command line: PGXS's Makefile.global sets PROVE_FLAGS itself.
+timeout -k 30 "$TIMEOUT" "${IN[@]}" "${RUN[@]}" make -C "$DIR" -k --no-print-directory \
+	"PG_CONFIG=$PG_CONFIG" COPT=-Werror ${PROVE_TESTS:+"PROVE_TESTS=$PROVE_TESTS"} \
+	${PROVE_FLAGS:+"PROVE_FLAGS=$PROVE_FLAGS"} installcheck || rc=$?
 if [ "$rc" -ne 0 ]; then
 	[ "$rc" -eq 124 ] && ig_warn "timed out after ${TIMEOUT}s"
 	while IFS= read -r -d '' f; do
