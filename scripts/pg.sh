@@ -91,7 +91,7 @@ build() {
 	done
 	cd /
 	chmod -R a+rX "$prefix"
-	grep -q '^enable_tap_tests *= *yes' "$(dirname "$("$prefix/bin/pg_config" --pgxs)")/../Makefile.global" ||
+	grep -Eq '^enable_tap_tests[[:space:]]*=[[:space:]]*yes' "$(dirname "$("$prefix/bin/pg_config" --pgxs)")/../Makefile.global" ||
 		ig_die "TAP tests not enabled in $prefix"
 	date -u '+built %F %T UTC' >"$prefix/.idle_guard-ready"
 }
