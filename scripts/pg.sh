@@ -98,26 +98,26 @@ build() {
 
 # from_source NAME: the tree of the tarball or Debian source package, built.
 from_source() {
-	local name=$1 work tarball apt
-	work=$(mktemp -d /tmp/idle_guard_pg.XXXXXX)
-	LOG=$work/log
-	trap 'rm -rf "$work"' EXIT
+	local name=$1 tarball apt
+	WORK=$(mktemp -d /tmp/idle_guard_pg.XXXXXX) # global: the EXIT trap needs it
+	LOG=$WORK/log
+	trap 'rm -rf "$WORK"' EXIT
 	bash "$SCRIPTS/setup.sh" --only bison flex gcc libc6-dev make perl libipc-run-perl bzip2 xz-utils pkg-config
 	if [ "$MODE" = assert ]; then
-		apt=$work/apt
-		mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$work/dl"
+		apt=$WORK/apt
+		mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$WORK/dl"
 		echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR sid main" >"$apt/sources.list"
 		local o=(-o "Dir::Etc::sourcelist=$apt/sources.list" -o Dir::Etc::sourceparts=-
 			-o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root)
 		run 600 "sid's source index (private apt state)" apt-get -q "${o[@]}" update
-		(cd "$work/dl" && run 600 "source package postgresql-$ARG" apt-get -q "${o[@]}" source --download-only "postgresql-$ARG")
-		tarball=$(ls "$work/dl"/postgresql-"$ARG"_*.orig.tar.*)
+		(cd "$WORK/dl" && run 600 "source package postgresql-$ARG" apt-get -q "${o[@]}" source --download-only "postgresql-$ARG")
+		tarball=$(ls "$WORK/dl"/postgresql-"$ARG"_*.orig.tar.*)
 	else
 		tarball=$ARG
 		checksum "$tarball"
 	fi
-	run 600 "unpacking $(basename "$tarball")" tar -C "$work" -xf "$tarball"
-	build "$name" "$(find "$work" -mindepth 2 -maxdepth 2 -name configure -printf '%h\n' | head -n 1)"
+	run 600 "unpacking $(basename "$tarball")" tar -C "$WORK" -xf "$tarball"
+	build "$name" "$(find "$WORK" -mindepth 2 -maxdepth 2 -name configure -printf '%h\n' | head -n 1)"
 }
 
 # in_chroot MAJOR: a chroot with Debian's packages of that major.
