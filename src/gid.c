@@ -89,8 +89,15 @@ idle_guard_copy_published_gids(IgSweep *sweep)
 	bool		missing = false;
 	int			i;
 
-	LWLockAcquire(sh->lock, LW_SHARED);
+	/* most sweeps have no prepared transaction: take no lock for them */
 	for (i = 0; i < sweep->nsessions; i++)
+		if (sweep->sessions[i].reason == IG_REASON_PREPARED)
+			break;
+	if (i == sweep->nsessions)
+		return false;
+
+	LWLockAcquire(sh->lock, LW_SHARED);
+	for (; i < sweep->nsessions; i++)
 	{
 		IgSession  *s = &sweep->sessions[i];
 		int			index;
