@@ -19,6 +19,7 @@ OBJS = \
 	src/backends.o \
 	src/prepared.o \
 	src/observe.o \
+	src/replay.o \
 	src/locks.o \
 	src/session_policy.o \
 	src/pipeline.o \
@@ -31,7 +32,7 @@ OBJS = \
 
 EXTENSION = idle_guard
 DATA = idle_guard--1.0.sql idle_guard--1.0--1.1.sql idle_guard--1.1--1.2.sql \
-	idle_guard--1.2--1.3.sql
+	idle_guard--1.2--1.3.sql idle_guard--1.3--1.4.sql
 PGFILEDESC = "idle_guard - end silent transactions that hold locks"
 
 # One source of truth for the version: the control file's default_version

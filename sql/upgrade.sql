@@ -35,9 +35,14 @@ ALTER EXTENSION idle_guard UPDATE TO '1.3';
 SELECT * FROM ig_shape();
 SELECT count(*) FROM idle_guard_report();
 SELECT count(*) FROM idle_guard_history();
+ALTER EXTENSION idle_guard UPDATE TO '1.4';
+SELECT * FROM ig_shape();
+SELECT count(*) FROM idle_guard_report();
+SELECT in_recovery, replay_wait IS NULL AS replay_not_waiting
+FROM idle_guard_stats();
 DROP EXTENSION idle_guard;
 
--- 1.0 straight to the latest, then 1.1 and 1.2 to the latest
+-- 1.0 straight to the latest, then 1.1, 1.2 and 1.3 to the latest
 CREATE EXTENSION idle_guard VERSION '1.0';
 ALTER EXTENSION idle_guard UPDATE;
 SELECT * FROM ig_shape();
@@ -47,6 +52,10 @@ ALTER EXTENSION idle_guard UPDATE;
 SELECT * FROM ig_shape();
 DROP EXTENSION idle_guard;
 CREATE EXTENSION idle_guard VERSION '1.2';
+ALTER EXTENSION idle_guard UPDATE;
+SELECT * FROM ig_shape();
+DROP EXTENSION idle_guard;
+CREATE EXTENSION idle_guard VERSION '1.3';
 ALTER EXTENSION idle_guard UPDATE;
 SELECT * FROM ig_shape();
 

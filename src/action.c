@@ -22,6 +22,17 @@
  * arrival, during which the client's next message may arrive; the
  * built-in idle_in_transaction_session_timeout has the same window.
  *
+ * The signal.  SIGTERM, as pg_terminate_backend() sends; the client reads
+ * 57P01 "terminating connection due to administrator command".  On a hot
+ * standby, a session idle in a transaction that WAL replay waits on is
+ * sent the recovery-conflict signal instead, as the startup process sends
+ * it when max_standby_streaming_delay runs out: the client reads
+ * PostgreSQL's own 40001 "terminating connection due to conflict with
+ * recovery", with its hint to reconnect and repeat, which drivers treat as
+ * a transaction to retry.  Should the client's next message win the race
+ * above, that signal cancels the statement instead of the session (an
+ * idle session ignores it), which also releases the locks replay needs.
+ *
  * Copyright (c) 2026, idle_guard developers
  *
  * IDENTIFICATION
@@ -33,6 +44,7 @@
 
 #include <signal.h>
 
+#include "access/xlog.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
@@ -75,6 +87,7 @@ typedef enum IgRecheck
 								 * this instant: try again later */
 } IgRecheck;
 
+static bool ig_ends_by_conflict(const IgSession *s);
 static IgRecheck ig_recheck(const IgSession *s, bool send_signal,
 							const char **why);
 static void ig_spare(IgSession *s, const IgTarget *t, TimestampTz now,
@@ -154,7 +167,10 @@ idle_guard_act(IgSession *s)
 	{
 		case IG_RECHECK_OK:
 			idle_guard_history_add(s, t.usename, t.datname, t.client, now,
-							  IG_HIST_TERMINATED, "SIGTERM sent", rec);
+								   IG_HIST_TERMINATED,
+								   ig_ends_by_conflict(s) ?
+								   "recovery conflict signal sent" :
+								   "SIGTERM sent", rec);
 			return IG_ACT_DONE;
 		case IG_RECHECK_ENDED:
 			ig_spare(s, &t, now, why);
@@ -182,13 +198,29 @@ ig_spare(IgSession *s, const IgTarget *t, TimestampTz now, const char *why)
 }
 
 /*
+ * Does the session end by PostgreSQL's recovery-conflict path rather than
+ * SIGTERM?  Only on a standby, only when WAL replay is among its waiters,
+ * and only idle in a (not aborted) transaction, the one state in which the
+ * signal ends the session: an idle or aborted one would ignore it, and a
+ * client not reading would never see it.
+ */
+static bool
+ig_ends_by_conflict(const IgSession *s)
+{
+	return s->blocks_replay && s->reason == IG_REASON_IDLE_XACT &&
+		s->state == STATE_IDLEINTRANSACTION && RecoveryInProgress();
+}
+
+/*
  * Stage 2 of the re-check, under ProcArrayLock, and the signal itself when
  * send_signal: the pid still belongs to a live backend in the same local
  * transaction, blocked on its client the way its silence requires (reading
  * from it, or for a client not reading, writing to it; never merely what
  * the snapshot happened to see).  While we hold the lock shared the
  * backend cannot leave the proc array, so the pid cannot be reused before
- * kill().  Sets *why unless the answer is IG_RECHECK_OK.
+ * kill().  The recovery-conflict signal goes right after the lock is
+ * released, and is itself bound to the PGPROC and pid (compat.h).  Sets
+ * *why unless the answer is IG_RECHECK_OK.
  */
 static IgRecheck
 ig_recheck(const IgSession *s, bool send_signal, const char **why)
@@ -196,6 +228,7 @@ ig_recheck(const IgSession *s, bool send_signal, const char **why)
 	PGPROC	   *proc;
 	IgRecheck	result = IG_RECHECK_OK;
 	int			save_errno = 0;
+	bool		conflict_signal = false;
 
 	LWLockAcquire(ProcArrayLock, LW_SHARED);
 	proc = BackendPidGetProcWithLock(s->key.pid);
@@ -216,6 +249,8 @@ ig_recheck(const IgSession *s, bool send_signal, const char **why)
 		*why = "backend was not waiting for its client";
 		result = IG_RECHECK_BUSY;
 	}
+	else if (send_signal && ig_ends_by_conflict(s))
+		conflict_signal = true;
 	else if (send_signal && ig_signal_backend(s->key.pid, SIGTERM) != 0)
 	{
 		save_errno = errno;
@@ -223,6 +258,17 @@ ig_recheck(const IgSession *s, bool send_signal, const char **why)
 		result = IG_RECHECK_ENDED;
 	}
 	LWLockRelease(ProcArrayLock);
+
+	/*
+	 * The recovery-conflict signal is sent just after the lock is released:
+	 * from 19 on, sending it takes ProcArrayLock, and it checks again that
+	 * the PGPROC still belongs to the pid.
+	 */
+	if (conflict_signal && !ig_signal_recovery_conflict(proc, s->key.pid))
+	{
+		*why = "backend exited before the signal";
+		result = IG_RECHECK_ENDED;
+	}
 
 	if (save_errno != 0)
 	{
@@ -288,6 +334,8 @@ ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
 					 idle_guard_rule_name(s->decision.rule),
 					 idle_guard_action_name(s->decision.action));
 	ig_append_quoted(&buf, "reason", idle_guard_reason_name(s->reason));
+	if (s->blocks_replay)
+		appendStringInfoString(&buf, " blocks_replay=true");
 
 	/*
 	 * idle_guard never ends a prepared transaction: say what would.  The

@@ -23,6 +23,7 @@
 #include <netdb.h>
 
 #include "common/ip.h"
+#include "access/transam.h"
 #include "access/twophase.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
@@ -129,6 +130,7 @@ idle_guard_snapshot(IgSweep *sweep, bool include_idle)
 	int			nentries;
 	int			room;
 	int			i;
+	TransactionId next_xid = ReadNextTransactionId();
 
 	ig_status_clear();
 	nentries = ig_status_count();
@@ -181,6 +183,9 @@ idle_guard_snapshot(IgSweep *sweep, bool include_idle)
 		s->xact_start = be->st_xact_start_timestamp;
 		s->xid = local->backend_xid;
 		s->xmin = local->backend_xmin;
+		/* as age(backend_xmin) computes it */
+		s->xmin_age = TransactionIdIsNormal(s->xmin) ?
+			(int32) (next_xid - s->xmin) : -1;
 		strlcpy(s->appname, be->st_appname ? be->st_appname : "",
 				NAMEDATALEN);
 		memcpy(&s->clientaddr, &be->st_clientaddr, sizeof(SockAddr));

@@ -10,7 +10,9 @@
  *	17: PGPROC's lxid moves into vxid; extensions name their wait events.
  *	18: fast-path lock slots become a variable number of 16-slot groups;
  *		PG_MODULE_MAGIC_EXT carries the module's name and version.
- *	19: PGPROC.links is renamed waitLink; fewer headers are included by
+ *	19: PGPROC.links is renamed waitLink; recovery conflicts are sent
+ *		with SignalRecoveryConflict() and one procsignal; the buffer-pin
+ *		wait class is renamed; fewer headers are included by
  *		others (idle_guard includes access/htup_details.h and
  *		utils/lsyscache.h itself).  Checked against 19~rc1: anything in
  *		the lock manager, PGPROC or backend status may still move before
@@ -33,6 +35,8 @@
 #include "storage/ipc.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
+#include "storage/procsignal.h"
 #include "utils/backend_status.h"
 #include "utils/guc.h"
 #include "utils/wait_event.h"
@@ -253,6 +257,47 @@ ig_init_srf(FunctionCallInfo fcinfo)
 	InitMaterializedSRF(fcinfo, 0);
 #else
 	SetSingleFuncCall(fcinfo, 0);
+#endif
+}
+
+/*
+ * Is this wait event the startup process waiting for a buffer pin (a
+ * buffer-pin recovery conflict)?  15-16: class BufferPin; 17-18: the same
+ * class, renamed; 19: event BufferCleanup of class Buffer.
+ */
+static inline bool
+ig_wait_is_buffer_pin(uint32 wait_event_info)
+{
+#if PG_VERSION_NUM >= 190000
+	return wait_event_info == WAIT_EVENT_BUFFER_CLEANUP;
+#elif PG_VERSION_NUM >= 170000
+	return (wait_event_info & 0xFF000000) == PG_WAIT_BUFFERPIN;
+#else
+	return (wait_event_info & 0xFF000000) == PG_WAIT_BUFFER_PIN;
+#endif
+}
+
+/*
+ * Tell a standby backend that it holds a lock WAL replay needs, the way
+ * the startup process itself does when max_standby_streaming_delay runs
+ * out: idle in a transaction, it ends with PostgreSQL's own FATAL
+ * "terminating connection due to conflict with recovery" (SQLSTATE
+ * 40001); outside a transaction it ignores the signal.  The caller must
+ * not hold ProcArrayLock: 19 takes it to check that proc still belongs to
+ * pid; before 19, the procsignal slot of proc is checked for pid.  Returns
+ * false if the signal could not be sent (the process is gone).
+ */
+static inline bool
+ig_signal_recovery_conflict(PGPROC *proc, int pid)
+{
+#if PG_VERSION_NUM >= 190000
+	return SignalRecoveryConflict(proc, pid, RECOVERY_CONFLICT_LOCK);
+#elif PG_VERSION_NUM >= 170000
+	return SendProcSignal(pid, PROCSIG_RECOVERY_CONFLICT_LOCK,
+						  GetNumberFromPGProc(proc)) == 0;
+#else
+	return SendProcSignal(pid, PROCSIG_RECOVERY_CONFLICT_LOCK,
+						  proc->backendId) == 0;
 #endif
 }
 

@@ -243,9 +243,15 @@ ig_register_worker(void)
 /*
  * idle_guard_describe_worker
  *		Fill in a background worker of this library: shared memory and a
- *		database connection (to none, or to one), started once recovery has
- *		finished, running function_name.  The main worker and the gid
- *		lookup worker (gid_worker.c) are both described here.
+ *		database connection (to none, or to one), running function_name.
+ *		The main worker and the gid lookup worker (gid_worker.c) are both
+ *		described here.
+ *
+ * Workers start once the server has reached a consistent state: on a
+ * primary when it accepts connections, on a hot standby as soon as it
+ * does too, where silent readers can stop WAL replay.  The postmaster
+ * keeps such a worker running through promotion, so the standby's guard
+ * carries on as the new primary's with its memory of every episode.
  */
 void
 idle_guard_describe_worker(BackgroundWorker *worker,
@@ -255,7 +261,7 @@ idle_guard_describe_worker(BackgroundWorker *worker,
 	memset(worker, 0, sizeof(BackgroundWorker));
 	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
 		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_start_time = BgWorkerStart_ConsistentState;
 	worker->bgw_restart_time = restart_time;
 	snprintf(worker->bgw_library_name, BGW_MAXLEN, "idle_guard");
 	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function_name);

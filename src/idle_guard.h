@@ -31,6 +31,7 @@
 #ifndef IDLE_GUARD_H
 #define IDLE_GUARD_H
 
+#include "access/xlogdefs.h"
 #include "port/atomics.h"
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
@@ -106,6 +107,21 @@ typedef struct IgSlot
 
 
 /*
+ * What the record says of WAL replay and of the session's snapshot: on a
+ * hot standby, whether replay waited on the session and for what, and the
+ * age of its xmin (with hot_standby_feedback, it holds back vacuum on the
+ * primary).
+ */
+typedef struct IgRecordStandby
+{
+	bool		in_recovery;	/* the action was taken on a standby */
+	bool		feedback;		/* hot_standby_feedback was on */
+	bool		blocks_replay;	/* WAL replay was among the waiters */
+	int32		xmin_age;		/* -1 = no xmin */
+	IgReplay	replay;			/* what replay waited for then */
+} IgRecordStandby;
+
+/*
  * The postmortem record of one action: what the silent session was doing,
  * what it held, who waited on it, and the policy that applied.  Kept
  * structured; idle_guard_history() renders it as jsonb when read, applying
@@ -122,6 +138,8 @@ typedef struct IgRecord
 	IgWaiterRecord waiters[IG_RECORD_MAX_WAITERS];
 	IgPolicy	policy;
 	IgPolicySource policy_source;
+	/* added in state-file format 4 (1.4); keep last, see persist.c */
+	IgRecordStandby standby;
 } IgRecord;
 
 /* What one history entry says was done */
@@ -175,7 +193,8 @@ typedef struct IgPreparedGid
  * episodes[] (the worker's alone).  Writers under "lock" held exclusively:
  * the worker (its identity, the defaults, the sweep counters, the history
  * and the action counters), every pass of the pipeline, the worker's or a
- * report's (observations[], see observe.c), the gid lookup worker
+ * report's (observations[], see observe.c; replay_seen_*, see replay.c),
+ * the gid lookup worker
  * (gids[]), and idle_guard_reset() (counters and history).  Readers take
  * it shared and copy out what they need.
  */
@@ -206,6 +225,9 @@ typedef struct IgShared
 	int64		terminated;
 	int64		skipped;
 	TimestampTz stats_reset;	/* when counters and history were cleared */
+	IgReplayWait replay_seen_wait;	/* replay.c: a replay wait first seen */
+	XLogRecPtr	replay_seen_lsn;	/* at this replay position */
+	TimestampTz replay_seen_since;	/* at this time */
 	int			history_size;	/* entries in the ring */
 	int64		history_next;	/* total entries ever written */
 	IgHistoryEntry history[FLEXIBLE_ARRAY_MEMBER];
@@ -277,6 +299,7 @@ extern bool idle_guard_build_record(const IgSession *s, IgRecord *rec,
 									IgEpisodeKey *key, BackendState *state);
 extern Datum idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
 									 bool (*can_see) (Oid userid));
+extern char *idle_guard_relation_name(Oid dbid, Oid relid);
 
 /* action.c */
 typedef enum IgActResult

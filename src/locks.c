@@ -27,7 +27,9 @@
  * prepared transaction (pid 0) is a node too.  A session's direct waiters
  * have an edge to it; its total waiters are everyone who reaches it: s1
  * idle holding AccessShareLock, s2's ALTER TABLE waiting on s1, s3's SELECT
- * queued behind s2: s1 has one direct and two total waiters.
+ * queued behind s2: s1 has one direct and two total waiters.  On a hot
+ * standby the startup process, replaying a lock the primary took, waits
+ * in the same queues and is a node like the others (replay.c).
  *
  * Copyright (c) 2026, idle_guard developers
  *
@@ -68,12 +70,13 @@ typedef struct IgNodeWait
 	int			pid;			/* its lock-group leader's pid */
 	uint8		mode;			/* the mode it requests */
 	uint8		locktype;		/* the type of lock it waits on */
+	bool		replay;			/* it is WAL replay */
 	TimestampTz wait_start;
 } IgNodeWait;
 
 static void ig_add_edge(IgEdges *e, int waiter, int blocker);
 static void ig_collect_waiter_edges(PGPROC *proc, IgEdges *edges,
-									IgNodeWait *nodes);
+									IgNodeWait *nodes, int replay_pid);
 static void ig_count_main_table_locks(IgSession *s, PGPROC *proc);
 static void ig_count_waiters(IgSweep *sweep, IgEdges *edges,
 							 const IgNodeWait *nodes, int nnodes);
@@ -218,7 +221,8 @@ idle_guard_lock_table_pass(IgSweep *sweep)
 			PGPROC	   *proc = &ProcGlobal->allProcs[i];
 
 			if (proc->pid != 0 && proc->waitLock != NULL)
-				ig_collect_waiter_edges(proc, &edges, nodes);
+				ig_collect_waiter_edges(proc, &edges, nodes,
+										sweep->replay.pid);
 		}
 	}
 
@@ -272,12 +276,15 @@ ig_count_main_table_locks(IgSession *s, PGPROC *proc)
 }
 
 /*
- * Add the edges of one waiting backend: to the holders of a conflicting
- * lock and to the conflicting requests ahead of it in the queue.  Caller
- * holds every partition lock, which also keeps lockGroupLeader stable.
+ * Add the edges of one waiting process: to the holders of a conflicting
+ * lock and to the conflicting requests ahead of it in the queue.  The
+ * startup process of a standby (replay_pid) is a waiter like any other.
+ * Caller holds every partition lock, which also keeps lockGroupLeader
+ * stable.
  */
 static void
-ig_collect_waiter_edges(PGPROC *proc, IgEdges *edges, IgNodeWait *nodes)
+ig_collect_waiter_edges(PGPROC *proc, IgEdges *edges, IgNodeWait *nodes,
+						int replay_pid)
 {
 	LOCK	   *lock = proc->waitLock;
 	PGPROC	   *leader = proc->lockGroupLeader ? proc->lockGroupLeader : proc;
@@ -290,6 +297,7 @@ ig_collect_waiter_edges(PGPROC *proc, IgEdges *edges, IgNodeWait *nodes)
 	nodes[waiter].pid = leader->pid;
 	nodes[waiter].mode = (uint8) proc->waitLockMode;
 	nodes[waiter].locktype = lock->tag.locktag_type;
+	nodes[waiter].replay = replay_pid != 0 && leader->pid == replay_pid;
 	nodes[waiter].wait_start =
 		(TimestampTz) pg_atomic_read_u64(&proc->waitStart);
 
@@ -421,6 +429,9 @@ ig_count_waiters(IgSweep *sweep, IgEdges *edges, const IgNodeWait *nodes,
 				s->waiters[k].locktype = nw->locktype;
 				s->waiters[k].wait_start = nw->wait_start;
 				s->waiters[k].direct = (k < s->blocked_direct);
+				s->waiters[k].replay = nw->replay;
+				if (nw->replay)
+					s->blocks_replay = true;
 			}
 			qsort(s->waiters, s->blocked_total, sizeof(IgWaiterFact),
 				  ig_cmp_waiter);

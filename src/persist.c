@@ -33,8 +33,23 @@
  */
 #define IG_STATE_FILE		PGSTAT_STAT_PERMANENT_DIRECTORY "/idle_guard.stat"
 #define IG_STATE_MAGIC		0x49474831	/* "IGH1" */
-#define IG_STATE_FORMAT		3	/* 2: reason and gid (1.3); 3: action as
-									 * a number, and dbid */
+#define IG_STATE_FORMAT		4	/* 2: reason and gid (1.3); 3: action as
+									 * a number, and dbid; 4: the record's
+									 * standby part (1.4) */
+
+/*
+ * Formats 2 and 3 end where format 4's record gains its standby part (the
+ * record is the entry's last member, and the part is appended to it): an
+ * older entry is read into the first bytes of a new one.
+ */
+#define IG_STATE_FORMAT_V3	3
+#define IG_V3_ENTRY_SIZE \
+	(offsetof(IgHistoryEntry, record) + offsetof(IgRecord, standby))
+StaticAssertDecl(sizeof(IgWaiterFact) == 16,
+				 "a waiter's facts no longer have the size of format 3");
+StaticAssertDecl(offsetof(IgHistoryEntry, record) + sizeof(IgRecord) ==
+				 sizeof(IgHistoryEntry),
+				 "the record is no longer the history entry's last member");
 
 /*
  * Format 2 had "char action[12]" where format 3 has the action, dbid and
@@ -61,6 +76,8 @@ typedef struct IgStateFileHeader
 } IgStateFileHeader;
 
 static void ig_convert_v2_entry(IgHistoryEntry *e);
+static void ig_convert_v3_entry(IgHistoryEntry *e);
+static size_t ig_file_entry_size(uint32 format);
 
 /*
  * Write the history ring and the counters to IG_STATE_FILE, at a clean
@@ -188,24 +205,28 @@ idle_guard_load_state(void)
 		problem = gettext_noop("The file is too short.");
 	else if (hdr.magic != IG_STATE_MAGIC)
 		problem = gettext_noop("The file is not an idle_guard state file.");
-	else if ((hdr.format != IG_STATE_FORMAT &&
-			  hdr.format != IG_STATE_FORMAT_V2) ||
-			 hdr.entry_size != sizeof(IgHistoryEntry))
+	else if (ig_file_entry_size(hdr.format) == 0 ||
+			 hdr.entry_size != ig_file_entry_size(hdr.format))
 		problem = gettext_noop("The file was written by another version of idle_guard.");
 	else
 	{
+		size_t		size = hdr.entry_size;
+
 		COMP_CRC32C(crc, &hdr, sizeof(hdr));
 		for (i = 0; i < hdr.count && problem == NULL; i++)
 		{
 			IgHistoryEntry e;
 
-			if (fread(&e, sizeof(e), 1, file) != 1)
+			memset(&e, 0, sizeof(e));
+			if (fread(&e, size, 1, file) != 1)
 				problem = gettext_noop("The file is truncated.");
 			else
 			{
-				COMP_CRC32C(crc, &e, sizeof(e));
+				COMP_CRC32C(crc, &e, size);
 				if (hdr.format == IG_STATE_FORMAT_V2)
 					ig_convert_v2_entry(&e);
+				if (hdr.format != IG_STATE_FORMAT)
+					ig_convert_v3_entry(&e);
 				/* later entries overwrite earlier ones past the ring size */
 				if (sh->history_size > 0)
 					sh->history[i % sh->history_size] = e;
@@ -240,6 +261,39 @@ idle_guard_load_state(void)
 						hdr.count, IG_STATE_FILE)));
 	}
 	unlink(IG_STATE_FILE);
+}
+
+/*
+ * The size of an entry in a file of this format, as this build reads it;
+ * 0 for a format it cannot read.
+ */
+static size_t
+ig_file_entry_size(uint32 format)
+{
+	switch (format)
+	{
+		case IG_STATE_FORMAT:
+			return sizeof(IgHistoryEntry);
+		case IG_STATE_FORMAT_V3:
+		case IG_STATE_FORMAT_V2:
+			return IG_V3_ENTRY_SIZE;
+	}
+	return 0;
+}
+
+/*
+ * Complete an entry read from a format-2 or format-3 file: it has no
+ * standby part, and the byte where a waiter now says whether it is WAL
+ * replay was padding, with whatever it held.
+ */
+static void
+ig_convert_v3_entry(IgHistoryEntry *e)
+{
+	int			i;
+
+	e->record.standby.xmin_age = -1;	/* not recorded */
+	for (i = 0; i < IG_RECORD_MAX_WAITERS; i++)
+		e->record.waiters[i].fact.replay = false;
 }
 
 /*

@@ -61,6 +61,7 @@ idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults, bool exact)
 	/* idle sessions matter only to someone waiting on a lock */
 	sweep->nwaiters = idle_guard_count_lock_waiters();
 	idle_guard_snapshot(sweep, sweep->nwaiters > 0);
+	idle_guard_replay_state(&sweep->replay);
 	idle_guard_add_prepared(sweep, max_prepared_xacts);
 	idle_guard_observe_sessions(sweep);
 	if (sweep->nsessions == 0)
@@ -75,6 +76,7 @@ idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults, bool exact)
 		IgSession  *s = &sweep->sessions[i];
 		IgPolicy	own;
 
+		s->replay = &sweep->replay;
 		s->facts.exempt = idle_guard_role_oid_exempt(s->userid) ||
 			idle_guard_application_exempt(s->appname);
 		idle_guard_effective_policy(defaults, s->procno, s->key.pid,

@@ -8,6 +8,7 @@
  *	backends.c	snapshot of silent client backends
  *	prepared.c	prepared transactions in the snapshot
  *	observe.c	timing of silences that have no timestamp
+ *	replay.c	on a hot standby, what WAL replay waits for
  *	locks.c		what each one holds and who waits on it
  *	pipeline.c	runs the steps above and the pure decision (policy.h)
  *
@@ -59,8 +60,38 @@ typedef struct IgWaiterFact
 	uint8		mode;			/* lock mode it requests */
 	uint8		locktype;		/* LockTagType of the lock it waits on */
 	bool		direct;			/* waits on the silent session itself */
+	bool		replay;			/* it is WAL replay (a standby's startup
+								 * process) */
 	TimestampTz wait_start;		/* when its lock wait began; 0 = unknown */
 } IgWaiterFact;
+
+/* What WAL replay on a hot standby is waiting for */
+typedef enum IgReplayWait
+{
+	IG_REPLAY_NONE = 0,			/* not a standby, or replay is not waiting on
+								 * a recovery conflict */
+	IG_REPLAY_LOCK,				/* a lock that standby sessions hold */
+	IG_REPLAY_SNAPSHOT,			/* snapshots that still see removed rows */
+	IG_REPLAY_TABLESPACE,		/* sessions using a dropped tablespace */
+	IG_REPLAY_BUFFER_PIN		/* a buffer pin some session holds */
+} IgReplayWait;
+
+/*
+ * WAL replay on a hot standby, as one pass sees it.  Its lock waits are
+ * part of the wait graph (locks.c); the other conflicts name no session,
+ * so they are only reported.
+ */
+typedef struct IgReplay
+{
+	bool		in_recovery;
+	int			pid;			/* the startup process; 0 = none seen */
+	IgReplayWait wait;
+	TimestampTz since;			/* when the wait began (a lock's wait start;
+								 * else the first sight of this wait at this
+								 * replay position); 0 = not waiting */
+	IgLockHeld	lock;			/* for IG_REPLAY_LOCK: the lock awaited, its
+								 * modes the mode requested */
+} IgReplay;
 
 /*
  * Everything the pipeline learns about one silent client backend.  Filled
@@ -84,6 +115,7 @@ typedef struct IgSession
 	TimestampTz xact_start;
 	TransactionId xid;
 	TransactionId xmin;
+	int32		xmin_age;		/* transactions since xmin; -1 = no xmin */
 	char		appname[NAMEDATALEN];
 	SockAddr	clientaddr;
 
@@ -95,6 +127,8 @@ typedef struct IgSession
 	int			blocked_direct;
 	int			blocked_total;
 	int		   *blocked_pids;	/* transitive waiters, sorted; palloc'd */
+	bool		blocks_replay;	/* WAL replay is among its waiters */
+	const IgReplay *replay;		/* the sweep's view of WAL replay */
 	IgWaiterFact *waiters;		/* the same, with what each waits for */
 	int			nheld;			/* locks described in held[] */
 	IgLockHeld	held[IG_RECORD_MAX_LOCKS];
@@ -113,6 +147,7 @@ typedef struct IgSweep
 	int			nsessions;
 	IgSession  *sessions;
 	int			nwaiters;		/* backends waiting on a heavyweight lock */
+	IgReplay	replay;			/* WAL replay, on a hot standby */
 } IgSweep;
 
 /* backends.c */
@@ -131,6 +166,10 @@ extern void idle_guard_publish_gids(void);
 
 /* observe.c */
 extern void idle_guard_observe_sessions(IgSweep *sweep);
+
+/* replay.c */
+extern void idle_guard_replay_state(IgReplay *replay);
+extern const char *idle_guard_replay_wait_name(IgReplayWait wait);
 
 /* locks.c */
 extern void idle_guard_fastpath_locks(IgSweep *sweep);

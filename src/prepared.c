@@ -14,6 +14,9 @@
  * (observe.c), a lower bound of its age.  Its gid is private too: gid.c
  * and gid_worker.c read it.
  *
+ * On a hot standby there are none to see: a standby's prepared
+ * transactions are the primary's until promotion.
+ *
  * idle_guard never ends a prepared transaction: it cannot be signalled,
  * and only its owner's application knows whether to commit it or roll it
  * back.  The policy (policy.c) caps its action at "report".
@@ -28,6 +31,7 @@
 #include "postgres.h"
 
 #include "access/twophase.h"
+#include "access/xlog.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 
@@ -49,6 +53,14 @@ idle_guard_add_prepared(IgSweep *sweep, int room)
 {
 	int			limit = sweep->nsessions + room;
 	int			i;
+
+	/*
+	 * On a standby, prepared transactions are the primary's: their dummy
+	 * PGPROCs are set up only at promotion, and the primary's idle_guard
+	 * reports them.
+	 */
+	if (RecoveryInProgress())
+		return;
 
 	for (i = 0; i < max_prepared_xacts && sweep->nsessions < limit; i++)
 	{
@@ -72,6 +84,7 @@ idle_guard_add_prepared(IgSweep *sweep, int room)
 		s->dbid = proc->databaseId;
 		s->state = STATE_UNDEFINED;
 		s->xid = xid;
+		s->xmin_age = -1;
 		s->strongest_mode = NoLock;
 	}
 }

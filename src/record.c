@@ -25,6 +25,8 @@
 #include "catalog/pg_class.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "port/pg_bitutils.h"
+#include "replication/walreceiver.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
@@ -41,6 +43,9 @@ static void ig_json_text(StringInfo buf, const char *key, const char *value,
 static void ig_json_time(StringInfo buf, const char *key, TimestampTz t,
 						 bool *first);
 static void ig_json_lock(StringInfo buf, const IgLockHeld *lock);
+static void ig_json_relation(StringInfo buf, const IgLockHeld *lock,
+							 bool *first);
+static void ig_json_replay(StringInfo buf, const IgRecordStandby *sb);
 
 /*
  * idle_guard_build_record
@@ -72,6 +77,12 @@ idle_guard_build_record(const IgSession *s, IgRecord *rec,
 	}
 	rec->policy = s->policy;
 	rec->policy_source = s->policy_source;
+	rec->standby.in_recovery = s->replay != NULL && s->replay->in_recovery;
+	rec->standby.feedback = rec->standby.in_recovery && hot_standby_feedback;
+	rec->standby.blocks_replay = s->blocks_replay;
+	rec->standby.xmin_age = s->xmin_age;
+	if (s->replay != NULL)
+		rec->standby.replay = *s->replay;
 
 	present = idle_guard_describe_sessions(rec, s->key.pid, key, state);
 	/* "" when unknown now: never wait on pg_authid (names.c) */
@@ -93,9 +104,16 @@ idle_guard_build_record(const IgSession *s, IgRecord *rec,
  *				"relation", "relation_name", "fields": [f1, f2, f3, f4]}],
  *	 "locks_truncated",
  *	 "waiters": [{"pid", "usename", "application_name", "query",
- *				  "locktype", "mode_requested", "waited_s", "direct"}],
+ *				  "locktype", "mode_requested", "waited_s", "direct",
+ *				  "wal_replay"}],
  *	 "policy": {"action", "blocking_timeout_ms", "idle_timeout_ms",
- *				"source"}}
+ *				"source"},
+ *	 "xmin_age",
+ *	 "standby": null on a primary, else {"hot_standby_feedback",
+ *				"blocks_replay", "replay_wait", "replay_wait_since",
+ *				"replay_pid", and for a lock wait "locktype",
+ *				"mode_requested", "database", "relation",
+ *				"relation_name"}}
  */
 Datum
 idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
@@ -156,6 +174,8 @@ idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
 			appendStringInfoString(&buf, "null");
 		ig_json_key(&buf, "direct", &wfirst);
 		appendStringInfoString(&buf, w->fact.direct ? "true" : "false");
+		ig_json_key(&buf, "wal_replay", &wfirst);
+		appendStringInfoString(&buf, w->fact.replay ? "true" : "false");
 		appendStringInfoChar(&buf, '}');
 	}
 	appendStringInfoChar(&buf, ']');
@@ -168,9 +188,59 @@ idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
 					 rec->policy.blocking_timeout_ms,
 					 rec->policy.idle_timeout_ms,
 					 idle_guard_policy_source_name(rec->policy_source));
+	ig_json_key(&buf, "xmin_age", &first);
+	if (rec->standby.xmin_age >= 0)
+		appendStringInfo(&buf, "%d", rec->standby.xmin_age);
+	else
+		appendStringInfoString(&buf, "null");
+	ig_json_key(&buf, "standby", &first);
+	ig_json_replay(&buf, &rec->standby);
 	appendStringInfoChar(&buf, '}');
 
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * Render what the record says of WAL replay: null for an action on a
+ * primary; on a standby, whether replay waited on the session and what
+ * replay was waiting for (a lock with its relation, or another kind of
+ * conflict, or nothing).
+ */
+static void
+ig_json_replay(StringInfo buf, const IgRecordStandby *sb)
+{
+	const IgReplay *r = &sb->replay;
+	const char *wait = idle_guard_replay_wait_name(r->wait);
+	bool		first = true;
+
+	if (!sb->in_recovery)
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	appendStringInfoChar(buf, '{');
+	ig_json_key(buf, "hot_standby_feedback", &first);
+	appendStringInfoString(buf, sb->feedback ? "true" : "false");
+	ig_json_key(buf, "blocks_replay", &first);
+	appendStringInfoString(buf, sb->blocks_replay ? "true" : "false");
+	ig_json_text(buf, "replay_wait", wait, &first);
+	ig_json_time(buf, "replay_wait_since", wait ? r->since : 0, &first);
+	ig_json_key(buf, "replay_pid", &first);
+	if (r->pid != 0)
+		appendStringInfo(buf, "%d", r->pid);
+	else
+		appendStringInfoString(buf, "null");
+	if (r->wait == IG_REPLAY_LOCK)
+	{
+		ig_json_text(buf, "locktype", LockTagTypeNames[r->lock.locktype],
+					 &first);
+		ig_json_text(buf, "mode_requested",
+					 GetLockmodeName(DEFAULT_LOCKMETHOD,
+									 pg_rightmost_one_pos32(r->lock.modes)),
+					 &first);
+		ig_json_relation(buf, &r->lock, &first);
+	}
+	appendStringInfoChar(buf, '}');
 }
 
 /* Render one held lock: its type, modes and tag, with a relation's name */
@@ -178,10 +248,6 @@ static void
 ig_json_lock(StringInfo buf, const IgLockHeld *lock)
 {
 	bool		first = true;
-	bool		relational = lock->locktype == LOCKTAG_RELATION ||
-		lock->locktype == LOCKTAG_RELATION_EXTEND ||
-		lock->locktype == LOCKTAG_PAGE ||
-		lock->locktype == LOCKTAG_TUPLE;
 	int			m;
 	bool		mfirst = true;
 
@@ -201,31 +267,55 @@ ig_json_lock(StringInfo buf, const IgLockHeld *lock)
 	appendStringInfoChar(buf, ']');
 	ig_json_key(buf, "fastpath", &first);
 	appendStringInfoString(buf, lock->fastpath ? "true" : "false");
-	if (relational)
-	{
-		char	   *relname = NULL;
-
-		/*
-		 * Names resolve only in the relation's own database (or shared), and
-		 * only if pg_class can be read without waiting: the locks a record
-		 * lists may be on pg_class itself.
-		 */
-		if ((lock->field1 == MyDatabaseId || lock->field1 == InvalidOid) &&
-			idle_guard_lock_catalog(RelationRelationId, ClassOidIndexId))
-		{
-			relname = get_rel_name((Oid) lock->field2);
-			idle_guard_unlock_catalog(RelationRelationId, ClassOidIndexId);
-		}
-		ig_json_key(buf, "database", &first);
-		appendStringInfo(buf, "%u", lock->field1);
-		ig_json_key(buf, "relation", &first);
-		appendStringInfo(buf, "%u", lock->field2);
-		ig_json_text(buf, "relation_name", relname, &first);
-	}
+	ig_json_relation(buf, lock, &first);
 	ig_json_key(buf, "fields", &first);
 	appendStringInfo(buf, "[%u, %u, %u, %u]", lock->field1, lock->field2,
 					 lock->field3, (uint32) lock->field4);
 	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * Append the members that name a lock's relation, if it is on one: its
+ * database and relation OIDs and the relation's name.  Names resolve only
+ * in the relation's own database (or shared), and only if pg_class can be
+ * read without waiting: the lock may be on pg_class itself, and on a
+ * standby replay may be waiting for it.
+ */
+static void
+ig_json_relation(StringInfo buf, const IgLockHeld *lock, bool *first)
+{
+	char	   *relname = NULL;
+
+	if (lock->locktype != LOCKTAG_RELATION &&
+		lock->locktype != LOCKTAG_RELATION_EXTEND &&
+		lock->locktype != LOCKTAG_PAGE &&
+		lock->locktype != LOCKTAG_TUPLE)
+		return;
+	relname = idle_guard_relation_name(lock->field1, lock->field2);
+	ig_json_key(buf, "database", first);
+	appendStringInfo(buf, "%u", lock->field1);
+	ig_json_key(buf, "relation", first);
+	appendStringInfo(buf, "%u", lock->field2);
+	ig_json_text(buf, "relation_name", relname, first);
+}
+
+/*
+ * idle_guard_relation_name
+ *		The name of a relation in database dbid, or NULL when it cannot be
+ *		read now without waiting, or is in another database.  palloc'd.
+ */
+char *
+idle_guard_relation_name(Oid dbid, Oid relid)
+{
+	char	   *relname = NULL;
+
+	if ((dbid == MyDatabaseId || dbid == InvalidOid) &&
+		idle_guard_lock_catalog(RelationRelationId, ClassOidIndexId))
+	{
+		relname = get_rel_name(relid);
+		idle_guard_unlock_catalog(RelationRelationId, ClassOidIndexId);
+	}
+	return relname;
 }
 
 /* Append the key of the next member of an object */

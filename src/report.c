@@ -42,11 +42,13 @@
 PG_FUNCTION_INFO_V1(idle_guard_report);
 PG_FUNCTION_INFO_V1(idle_guard_report_1_1);
 PG_FUNCTION_INFO_V1(idle_guard_report_1_3);
+PG_FUNCTION_INFO_V1(idle_guard_report_1_4);
 PG_FUNCTION_INFO_V1(idle_guard_history);
 PG_FUNCTION_INFO_V1(idle_guard_history_1_2);
 PG_FUNCTION_INFO_V1(idle_guard_history_1_3);
 PG_FUNCTION_INFO_V1(idle_guard_stats);
 PG_FUNCTION_INFO_V1(idle_guard_stats_1_2);
+PG_FUNCTION_INFO_V1(idle_guard_stats_1_4);
 PG_FUNCTION_INFO_V1(idle_guard_reset);
 
 /*
@@ -58,14 +60,16 @@ PG_FUNCTION_INFO_V1(idle_guard_reset);
 #define IDLE_GUARD_REPORT_COLS_V1_0 20
 #define IDLE_GUARD_REPORT_COLS_V1_1 23
 #define IDLE_GUARD_REPORT_COLS_V1_3 25
-#define IDLE_GUARD_REPORT_COLS		IDLE_GUARD_REPORT_COLS_V1_3
+#define IDLE_GUARD_REPORT_COLS_V1_4 29
+#define IDLE_GUARD_REPORT_COLS		IDLE_GUARD_REPORT_COLS_V1_4
 #define IDLE_GUARD_HISTORY_COLS_V1_0 12
 #define IDLE_GUARD_HISTORY_COLS_V1_2 13
 #define IDLE_GUARD_HISTORY_COLS_V1_3 15
 #define IDLE_GUARD_HISTORY_COLS		IDLE_GUARD_HISTORY_COLS_V1_3
 #define IDLE_GUARD_STATS_COLS_V1_0	9
 #define IDLE_GUARD_STATS_COLS_V1_2	10
-#define IDLE_GUARD_STATS_COLS		IDLE_GUARD_STATS_COLS_V1_2
+#define IDLE_GUARD_STATS_COLS_V1_4	15
+#define IDLE_GUARD_STATS_COLS		IDLE_GUARD_STATS_COLS_V1_4
 
 static void ig_report(FunctionCallInfo fcinfo, int ncols);
 static void ig_history(FunctionCallInfo fcinfo, int ncols);
@@ -80,6 +84,8 @@ static void ig_put_name(Datum *values, bool *nulls, int *j,
 						bool (*resolve) (Oid oid, char *buf));
 static void ig_put_gid_reason(Datum *values, bool *nulls, int *j,
 							  const char *gid, IgReason reason);
+static void ig_put_replay_relation(Datum *values, bool *nulls, int *j,
+								   const IgReplay *replay);
 
 /*
  * idle_guard_report
@@ -118,9 +124,27 @@ idle_guard_report_1_3(PG_FUNCTION_ARGS)
 }
 
 /*
+ * idle_guard_report_1_4
+ *		The same, plus whether WAL replay waits on each session and for
+ *		which relation, the age of its xmin, and whether a worker carries
+ *		out the action (API 1.4).
+ */
+Datum
+idle_guard_report_1_4(PG_FUNCTION_ARGS)
+{
+	ig_report(fcinfo, IDLE_GUARD_REPORT_COLS_V1_4);
+	return (Datum) 0;
+}
+
+/*
  * Build the report's rows, with the first ncols columns.  The cluster-wide
  * defaults are the worker's (published in shared memory), not the
  * caller's: a superuser's own SET must not change what the report says.
+ *
+ * "enforced" says whether a worker runs on this server to carry out the
+ * action column at the deadline: without one (the worker down, or between
+ * restarts) the report still says what the policy decides, and that
+ * nothing will do it.
  */
 static void
 ig_report(FunctionCallInfo fcinfo, int ncols)
@@ -128,6 +152,7 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	IgPolicy	defaults;
 	IgSweep		sweep;
+	bool		enforced;
 	int			i;
 
 	idle_guard_require_loaded();
@@ -136,6 +161,7 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 
 	LWLockAcquire(idle_guard_shared->lock, LW_SHARED);
 	defaults = idle_guard_shared->defaults;
+	enforced = idle_guard_shared->worker_pid != 0;
 	LWLockRelease(idle_guard_shared->lock);
 	idle_guard_collect(&sweep, &defaults, true);
 	idle_guard_prepared_gids(&sweep);
@@ -246,6 +272,19 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 		if (ncols >= IDLE_GUARD_REPORT_COLS_V1_3)
 			ig_put_gid_reason(values, nulls, &j, s->gid_known ? s->gid : NULL,
 							  s->reason);
+		if (ncols >= IDLE_GUARD_REPORT_COLS_V1_4)
+		{
+			values[j++] = BoolGetDatum(s->blocks_replay);
+			if (s->blocks_replay)
+				ig_put_replay_relation(values, nulls, &j, &sweep.replay);
+			else
+				nulls[j++] = true;
+			if (s->xmin_age >= 0)
+				values[j++] = Int32GetDatum(s->xmin_age);
+			else
+				nulls[j++] = true;
+			values[j++] = BoolGetDatum(enforced);
+		}
 
 		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -385,6 +424,16 @@ idle_guard_stats_1_2(PG_FUNCTION_ARGS)
 }
 
 /*
+ * idle_guard_stats_1_4
+ *		The same, with what WAL replay waits for on a hot standby (API 1.4).
+ */
+Datum
+idle_guard_stats_1_4(PG_FUNCTION_ARGS)
+{
+	return ig_stats(fcinfo, IDLE_GUARD_STATS_COLS_V1_4);
+}
+
+/*
  * idle_guard_reset
  *		Clear the history and the counters.  EXECUTE is revoked from PUBLIC:
  *		superusers, and roles they grant it to, may call it.
@@ -444,6 +493,31 @@ ig_stats(FunctionCallInfo fcinfo, int ncols)
 	Assert(j == IDLE_GUARD_STATS_COLS_V1_0);
 	if (ncols >= IDLE_GUARD_STATS_COLS_V1_2)
 		values[j++] = TimestampTzGetDatum(copy.stats_reset);
+	if (ncols >= IDLE_GUARD_STATS_COLS_V1_4)
+	{
+		IgReplay	replay;
+		const char *wait;
+
+		/* read now, not as of the last sweep: the worker may be down */
+		idle_guard_replay_state(&replay);
+		wait = idle_guard_replay_wait_name(replay.wait);
+		values[j++] = BoolGetDatum(replay.in_recovery);
+		if (replay.pid != 0)
+			values[j++] = Int32GetDatum(replay.pid);
+		else
+			nulls[j++] = true;
+		if (wait != NULL)
+		{
+			values[j++] = CStringGetTextDatum(wait);
+			values[j++] = TimestampTzGetDatum(replay.since);
+		}
+		else
+		{
+			nulls[j++] = true;
+			nulls[j++] = true;
+		}
+		ig_put_replay_relation(values, nulls, &j, &replay);
+	}
 	Assert(j == ncols);
 
 	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
@@ -537,4 +611,27 @@ ig_put_gid_reason(Datum *values, bool *nulls, int *j, const char *gid,
 	else
 		nulls[(*j)++] = true;
 	values[(*j)++] = CStringGetTextDatum(idle_guard_reason_name(reason));
+}
+
+/*
+ * Put the relation WAL replay waits to lock, as its name when it can be
+ * read now without waiting (replay may be waiting on pg_class itself),
+ * else its OID; NULL unless replay waits on a relation lock.
+ */
+static void
+ig_put_replay_relation(Datum *values, bool *nulls, int *j,
+					   const IgReplay *replay)
+{
+	char	   *name;
+
+	if (replay->wait != IG_REPLAY_LOCK ||
+		replay->lock.locktype != LOCKTAG_RELATION)
+	{
+		nulls[(*j)++] = true;
+		return;
+	}
+	name = idle_guard_relation_name(replay->lock.field1, replay->lock.field2);
+	if (name == NULL)
+		name = psprintf("%u", replay->lock.field2);
+	values[(*j)++] = CStringGetTextDatum(name);
 }

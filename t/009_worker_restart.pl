@@ -5,7 +5,8 @@
 # with pg_terminate_backend(), idle_guard_stats() shows no worker, the
 # postmaster starts a new one (another pid) after the restart interval of
 # 5 seconds, the counters carry on, and the new worker acts: a blocking
-# silent session is terminated afterwards.
+# silent session is terminated afterwards.  While no worker runs, the
+# report says its action is not enforced.
 
 use strict;
 use warnings;
@@ -122,7 +123,16 @@ ig_wait_for($node,
 	"SELECT count(*) FROM idle_guard_history() WHERE pid = $quiet_pid",
 	'1', 'reported once');
 
+is( $node->safe_psql('postgres',
+		"SELECT action, enforced FROM idle_guard_report() WHERE pid = $quiet_pid"),
+	'report|t', 'report: the action is enforced while a worker runs');
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($new_pid)");
+# Between workers, the report says so: nothing carries out its action.
+ig_wait_for($node, 'SELECT worker_pid IS NULL FROM idle_guard_stats()',
+	't', 'no worker between the two');
+is( $node->safe_psql('postgres',
+		"SELECT action, enforced FROM idle_guard_report() WHERE pid = $quiet_pid"),
+	'report|f', 'report: with no worker, the action is not enforced');
 ig_wait_for($node,
 	"SELECT worker_pid IS NOT NULL AND worker_pid <> $new_pid "
 	  . "FROM idle_guard_stats()",

@@ -32,12 +32,15 @@ our @EXPORT = qw(
   IG_LATE_MS
   ig_node
   ig_node_initdb
+  ig_primary
+  ig_standby
   ig_silent_session
   ig_waiting_session
   ig_send
   ig_query
   ig_try_query
   ig_close
+  ig_client_error
   ig_value
   ig_history
   ig_wait_for
@@ -74,6 +77,41 @@ sub ig_node
 sub ig_node_initdb
 {
 	my ($name, $initdb_args, %settings) = @_;
+	return _ig_start_node($name, { extra => $initdb_args }, %settings);
+}
+
+# ig_primary($name, %settings): ig_node, initialised to stream WAL to
+# standbys (PostgreSQL::Test::Cluster's allows_streaming).
+sub ig_primary
+{
+	my ($name, %settings) = @_;
+	return _ig_start_node($name, { allows_streaming => 1 }, %settings);
+}
+
+# ig_standby($primary, $name, %settings): a hot standby of $primary made
+# from a fresh base backup, streaming from it, started and caught up.  Its
+# postgresql.conf is the primary's (idle_guard preloaded, the test
+# defaults) with %settings appended.  The extension is there already: it
+# was created on the primary.
+sub ig_standby
+{
+	my ($primary, $name, %settings) = @_;
+	$primary->backup("backup_$name");
+	my $standby = PostgreSQL::Test::Cluster->new($name);
+	$standby->init_from_backup($primary, "backup_$name", has_streaming => 1);
+	$standby->append_conf('postgresql.conf',
+		join('', map { "$_ = $settings{$_}\n" } sort keys %settings));
+	$standby->start;
+	$primary->wait_for_catchup($standby);
+	return $standby;
+}
+
+# _ig_start_node($name, \%init_opts, %settings): init a node with
+# %init_opts (PostgreSQL::Test::Cluster's init), write the test defaults
+# and %settings to its postgresql.conf, start it and create the extension.
+sub _ig_start_node
+{
+	my ($name, $init_opts, %settings) = @_;
 	my %conf = (
 		shared_preload_libraries => "'idle_guard'",
 		autovacuum => 'off',
@@ -88,7 +126,7 @@ sub ig_node_initdb
 		log_lock_waits => 'off',
 		%settings);
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init(extra => $initdb_args);
+	$node->init(%$init_opts);
 	$node->append_conf('postgresql.conf',
 		join('', map { "$_ = $conf{$_}\n" } sort keys %conf));
 	$node->start;
@@ -201,6 +239,20 @@ sub ig_close
 	my ($s) = @_;
 	eval { $s->{run}->kill_kill; };
 	return;
+}
+
+# ig_client_error($session): what the session's client printed when its
+# connection was ended: psql notices only when it next sends something, so
+# this sends one more query and waits for psql to exit, then returns all
+# it wrote to stderr.  BackgroundPsql has no method to send without
+# waiting for a result, nor to wait for psql's exit: this uses its stdin,
+# harness and stderr.
+sub ig_client_error
+{
+	my ($s) = @_;
+	$s->{stdin} .= "SELECT 1;\n";
+	eval { $s->{run}->finish; };
+	return $s->{stderr};
 }
 
 #
@@ -362,7 +414,9 @@ sub ig_worker_looks_now
 # $opts{timeout_ms} and less than IG_LATE_MS more.  Options: offset, app
 # and timeout_ms (required); reason (default 'idle in transaction');
 # blocked (1); locks (any number if not given); user (a plain \w+ name if
-# not given); db ('postgres'); client ('local'); label, a prefix for the
+# not given); db ('postgres'); client ('local'); blocks_replay (false: the
+# line must end with reason, else with " blocks_replay=true"); detail (the
+# history's detail, 'SIGTERM sent' if not given); label, a prefix for the
 # test names.  Four test assertions.
 sub ig_check_terminated
 {
@@ -376,14 +430,17 @@ sub ig_check_terminated
 	my $locks = defined $opts{locks} ? quotemeta($opts{locks}) : '\d+';
 	my $db = quotemeta($opts{db} // 'postgres');
 	my $client = quotemeta($opts{client} // 'local');
+	my $tail = $opts{blocks_replay} ? ' blocks_replay=true' : '';
+	my $detail = $opts{detail} // 'SIGTERM sent';
 
 	$node->wait_for_log(
-		qr/idle_guard: terminating silent session pid=$pid user="$user" db="$db" app="\Q$opts{app}\E" client=$client silent_s=[\d.]+ locks=$locks blocked=$blocked rule=blocking action=terminate reason="\Q$reason\E"\n/,
+		qr/idle_guard: terminating silent session pid=$pid user="$user" db="$db" app="\Q$opts{app}\E" client=$client silent_s=[\d.]+ locks=$locks blocked=$blocked rule=blocking action=terminate reason="\Q$reason\E"$tail\n/,
 		$opts{offset});
 	pass("${label}LOG line names the backend, rule blocking, action terminate");
 
-	my @columns = ('rule', 'action', 'silent_reason', 'gid IS NULL', 'blocked_total');
-	my $expected = "blocking,terminated,$reason,true,$blocked";
+	my @columns = ('rule', 'action', 'detail', 'silent_reason', 'gid IS NULL',
+		'blocked_total');
+	my $expected = "blocking,terminated,$detail,$reason,true,$blocked";
 	if (defined $opts{locks})
 	{
 		push @columns, 'locks_held';
