@@ -26,6 +26,7 @@ OBJS = \
 	src/gid.o \
 	src/gid_worker.o \
 	src/record.o \
+	src/client_message.o \
 	src/action.o \
 	src/worker.o \
 	src/report.o

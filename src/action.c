@@ -114,6 +114,7 @@ idle_guard_act(IgSession *s)
 	BackendState state;
 	IgRecord   *rec = (IgRecord *) palloc(sizeof(IgRecord));
 	bool		present;
+	IgRecheck	result;
 
 	ig_resolve_target(s, &t);
 	present = idle_guard_build_record(s, rec, &cur, &state);
@@ -161,9 +162,16 @@ idle_guard_act(IgSession *s)
 			break;
 	}
 
-	/* The LOG line comes before the signal, then the final check */
+	/*
+	 * The LOG line comes before the signal, then the note that tells the
+	 * client why (client_message.c), then the final check and the signal.
+	 */
 	ig_log_action(s, &t, "terminating silent session", now);
-	switch (ig_recheck(s, true, &why))
+	idle_guard_note_end(s, ig_ends_by_conflict(s), now);
+	result = ig_recheck(s, true, &why);
+	if (result != IG_RECHECK_OK)
+		idle_guard_note_clear(s);
+	switch (result)
 	{
 		case IG_RECHECK_OK:
 			idle_guard_history_add(s, t.usename, t.datname, t.client, now,

@@ -8,9 +8,9 @@
  * sets the cluster-wide default, and only superusers or roles granted SET
  * on the parameter may give a role, a database or a session other values;
  * each backend publishes its own values for the worker (session_policy.c).
- * naptime, the exemption lists, prepared_timeout and session_locks are
- * PGC_SIGHUP: they configure the worker itself, or apply to what has no
- * session of its own (a prepared transaction).  history_size sizes shared
+ * naptime, the exemption lists, prepared_timeout, session_locks and
+ * terminate_sqlstate are PGC_SIGHUP: they configure the worker itself, or
+ * apply to what has no session of its own (a prepared transaction).  history_size sizes shared
  * memory and needs a restart.
  *
  * Copyright (c) 2026, idle_guard developers
@@ -50,6 +50,16 @@ int			idle_guard_prepared_timeout = IG_DEFAULT_PREPARED_TIMEOUT_MS;
 bool		idle_guard_session_locks = false;
 char	   *idle_guard_exempt_roles = NULL;
 char	   *idle_guard_exempt_applications = NULL;
+
+int			idle_guard_terminate_sqlstate = IG_SQLSTATE_ADMIN_SHUTDOWN;
+
+static const struct config_enum_entry ig_sqlstate_options[] = {
+	{"57P01", IG_SQLSTATE_ADMIN_SHUTDOWN, false},
+	{"admin_shutdown", IG_SQLSTATE_ADMIN_SHUTDOWN, true},
+	{"25P03", IG_SQLSTATE_IDLE_TIMEOUT, false},
+	{"idle_in_transaction_session_timeout", IG_SQLSTATE_IDLE_TIMEOUT, true},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry ig_action_options[] = {
 	{"off", IG_ACTION_OFF, false},
@@ -193,6 +203,19 @@ _PG_init(void)
 							   ig_assign_exempt_applications,
 							   NULL);
 
+	DefineCustomEnumVariable("idle_guard.terminate_sqlstate",
+							 "The SQLSTATE a session idle in transaction reads when idle_guard ends it.",
+							 "57P01 (admin_shutdown), as pg_terminate_backend() gives, or 25P03 "
+							 "(idle_in_transaction_session_timeout), as PostgreSQL's own timeout "
+							 "gives.  Other silences read 57P01; a standby session ended for "
+							 "blocking WAL replay reads 40001.",
+							 &idle_guard_terminate_sqlstate,
+							 IG_SQLSTATE_ADMIN_SHUTDOWN,
+							 ig_sqlstate_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
 	if (!process_shared_preload_libraries_in_progress)
 	{
 		MarkGUCPrefixReserved("idle_guard");
@@ -216,6 +239,7 @@ _PG_init(void)
 	shmem_request_hook = ig_shmem_request;
 	ig_prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = ig_shmem_startup;
+	idle_guard_install_message_hook();
 
 	/* pg_upgrade starts servers that must not be disturbed */
 	if (!IsBinaryUpgrade)

@@ -13,7 +13,8 @@
  *	idle_guard.h settings, shared		idle_guard.c (_PG_init, settings,
  *				state, action, worker	worker registration) shmem.c
  *										history.c persist.c names.c record.c
- *										action.c worker.c gid_worker.c
+ *										client_message.c action.c worker.c
+ *										gid_worker.c
  *										report.c (SQL functions)
  *	compat.h	every PostgreSQL version difference
  *
@@ -55,6 +56,36 @@
 
 
 
+
+/* Values of idle_guard.terminate_sqlstate */
+typedef enum IgSqlstateSetting
+{
+	IG_SQLSTATE_ADMIN_SHUTDOWN = 0, /* 57P01, as pg_terminate_backend() */
+	IG_SQLSTATE_IDLE_TIMEOUT	/* 25P03, as
+								 * idle_in_transaction_session_timeout */
+} IgSqlstateSetting;
+
+/*
+ * The words a session idle_guard ends reads in its FATAL, left by the
+ * worker before the signal and taken by the session's emit_log_hook
+ * (client_message.c).  One per PGPROC; written by the worker under the
+ * change counter (odd while written), cleared by the backend it names.
+ */
+#define IG_NOTE_MESSAGE_LEN		256
+#define IG_NOTE_DETAIL_LEN		512
+#define IG_NOTE_HINT_LEN		256
+
+typedef struct IgEndNote
+{
+	pg_atomic_uint32 changecount;
+	int			pid;			/* the target; 0 = no note */
+	TimestampTz proc_start;		/* the target's process start */
+	int			sqlerrcode;		/* the SQLSTATE it reads */
+	bool		by_conflict;	/* ended by the recovery-conflict signal */
+	char		message[IG_NOTE_MESSAGE_LEN];
+	char		detail[IG_NOTE_DETAIL_LEN];
+	char		hint[IG_NOTE_HINT_LEN];
+} IgEndNote;
 
 /* A waiter as the record describes it */
 typedef struct IgWaiterRecord
@@ -216,6 +247,9 @@ typedef struct IgShared
 									 * dummy PGPROCs included */
 	IgPreparedGid *gids;		/* by index in PreparedXactProcs; written by
 								 * the gid lookup worker */
+	IgEndNote  *notes;			/* by PGPROC index (nslots); written by the
+								 * worker under a change counter, cleared by
+								 * the backend named */
 	int			nobserved;		/* valid entries in observations[] */
 	int64		sweeps;
 	TimestampTz last_sweep_at;
@@ -243,6 +277,7 @@ extern PGDLLIMPORT int idle_guard_prepared_timeout;
 extern PGDLLIMPORT bool idle_guard_session_locks;
 extern PGDLLIMPORT char *idle_guard_exempt_roles;
 extern PGDLLIMPORT char *idle_guard_exempt_applications;
+extern PGDLLIMPORT int idle_guard_terminate_sqlstate;
 extern void idle_guard_current_policy(IgPolicy *policy);
 extern const char *idle_guard_action_setting_name(IgActionSetting action);
 extern void idle_guard_describe_worker(BackgroundWorker *worker,
@@ -300,6 +335,12 @@ extern bool idle_guard_build_record(const IgSession *s, IgRecord *rec,
 extern Datum idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
 									 bool (*can_see) (Oid userid));
 extern char *idle_guard_relation_name(Oid dbid, Oid relid);
+
+/* client_message.c */
+extern void idle_guard_install_message_hook(void);
+extern void idle_guard_note_end(const IgSession *s, bool by_conflict,
+								TimestampTz now);
+extern void idle_guard_note_clear(const IgSession *s);
 
 /* action.c */
 typedef enum IgActResult

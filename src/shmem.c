@@ -75,19 +75,34 @@ ig_observations_size(void)
 	return MAXALIGN(mul_size(sizeof(IgObservation), ig_nepisodes()));
 }
 
+/* Bytes of the gids of prepared transactions */
+static Size
+ig_gids_size(void)
+{
+	return MAXALIGN(mul_size(sizeof(IgPreparedGid), max_prepared_xacts));
+}
+
+/* Bytes of the notes to ended backends, one per backend's PGPROC */
+static Size
+ig_notes_size(void)
+{
+	return MAXALIGN(mul_size(sizeof(IgEndNote), ig_nslots()));
+}
+
 /*
  * Bytes of shared memory: struct, history ring, per-backend policy slots,
- * per-PGPROC episode memory of the worker, observations, and the gids of
- * prepared transactions
+ * per-PGPROC episode memory of the worker, observations, the gids of
+ * prepared transactions, and the notes to ended backends
  */
 static Size
 ig_shmem_size(void)
 {
-	return add_size(add_size(add_size(add_size(ig_ring_size(),
-											   ig_slots_size()),
-									  ig_episodes_size()),
-							 ig_observations_size()),
-					mul_size(sizeof(IgPreparedGid), max_prepared_xacts));
+	return add_size(add_size(add_size(add_size(add_size(ig_ring_size(),
+														ig_slots_size()),
+											   ig_episodes_size()),
+									  ig_observations_size()),
+							 ig_gids_size()),
+					ig_notes_size());
 }
 
 /*
@@ -136,6 +151,11 @@ idle_guard_shmem_startup(const IgPolicy *defaults)
 		idle_guard_shared->gids = (IgPreparedGid *)
 			((char *) idle_guard_shared + ig_ring_size() + ig_slots_size() +
 			 ig_episodes_size() + ig_observations_size());
+		idle_guard_shared->notes = (IgEndNote *)
+			((char *) idle_guard_shared + ig_ring_size() + ig_slots_size() +
+			 ig_episodes_size() + ig_observations_size() + ig_gids_size());
+		for (i = 0; i < idle_guard_shared->nslots; i++)
+			pg_atomic_init_u32(&idle_guard_shared->notes[i].changecount, 0);
 		idle_guard_shared->stats_reset = GetCurrentTimestamp();
 	}
 	LWLockRelease(AddinShmemInitLock);

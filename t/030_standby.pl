@@ -9,8 +9,9 @@
 #	   Replay waits for an AccessExclusiveLock, and a reader that comes
 #	   later queues behind it.  The report counts replay (and the late
 #	   reader) as blocked, names the relation, and the silent reader is
-#	   ended at blocking_timeout with PostgreSQL's own recovery-conflict
-#	   FATAL (40001); replay catches up and the late reader completes.
+#	   ended at blocking_timeout by PostgreSQL's recovery-conflict signal:
+#	   its client reads 40001, in idle_guard's words; replay catches up and
+#	   the late reader completes.
 #	B. The same with an active query in the conflict too: idle_guard ends
 #	   only the silent reader; the active query runs to its end untouched,
 #	   and replay goes on after it.
@@ -78,6 +79,16 @@ sub replay_waits_on
 		't', "replay waits for a lock on $table");
 }
 
+# show($sql): print what psql shows for $sql on the standby, expanded, as
+# a note in the TAP output (the README's example comes from it).
+sub show
+{
+	my ($sql) = @_;
+	note("standby=# $sql\n"
+		  . $standby->safe_psql('postgres', $sql,
+			extra_params => [ '-P', 'format=aligned', '-P', 'tuples_only=off', '-x' ]));
+}
+
 #
 # A. A silent reader blocks replay and a late reader.
 #
@@ -99,6 +110,11 @@ is( ig_value($standby,
 		  . "FROM idle_guard_report() WHERE pid = $s1_pid"),
 	"1|2|{$pids}|t|t|blocking|terminate|t|t|t",
 	'report: the reader blocks replay and, behind it, the late reader');
+show('SELECT pid, application_name, silent_for, blocked_total, blocked_pids, rule, '
+	  . 'action, blocks_replay, replay_relation, xmin_age, enforced FROM idle_guard_report');
+show('SELECT worker_pid, in_recovery, replay_pid, replay_wait, replay_wait_since, '
+	  . 'replay_wait_relation FROM idle_guard_stats()');
+note("startup process: $startup_pid, late reader: $late_pid");
 
 ig_wait_gone($standby, $s1_pid, 'the silent reader is ended');
 ig_check_terminated($standby, $s1_pid,
@@ -109,10 +125,14 @@ ig_check_terminated($standby, $s1_pid,
 	blocks_replay => 1,
 	detail => 'recovery conflict signal sent',
 	label => 'A');
+my ($first, $second) = sort { $a <=> $b } ($startup_pid, $late_pid);
+my %tag = ($startup_pid => ' (WAL replay)', $late_pid => '');
+my $s1_error = ig_client_error($s1);
+note("the reader's psql:\n$s1_error");
 like(
-	ig_client_error($s1),
-	qr/FATAL:  40001: terminating connection due to conflict with recovery\n.*DETAIL:  User was holding a relation lock for too long\.\n.*HINT:  In a moment you should be able to reconnect/s,
-	"the client reads PostgreSQL's recovery-conflict FATAL, 40001, with its hint"
+	$s1_error,
+	qr/FATAL:  40001: terminating connection because it was idle in transaction for [\d.]+ s while blocking WAL replay and 1 other session\nDETAIL:  idle_guard ended it by its blocking rule: idle_guard\.blocking_timeout is 4s\. It held 1 lock, the strongest AccessShareLock; waiting on it: pids $first\Q$tag{$first}\E, $second\Q$tag{$second}\E\.\nHINT:  On a standby an open transaction holds back WAL replay: commit or roll back promptly\. You can reconnect and repeat your command\./,
+	'the client reads 40001, as for a recovery conflict, with why: WAL replay and a reader waited'
 );
 is( ig_history($standby, $s1_pid,
 		"record->'standby'->>'blocks_replay'",
@@ -180,8 +200,10 @@ my ($h_ms, $h) = split /,/,
 is($h, 'idle,terminated,SIGTERM sent,false',
 	'by the idle rule, with SIGTERM: no conflict, no conflict message');
 cmp_ok($h_ms, '>=', $idle_ms, 'not before idle_timeout');
-like(ig_client_error($s3), qr/FATAL:  57P01: terminating connection due to administrator command/,
-	'its client reads 57P01');
+like(
+	ig_client_error($s3),
+	qr/FATAL:  57P01: terminating connection because it was idle in transaction for [\d.]+ s while holding locks\nDETAIL:  idle_guard ended it by its idle rule: idle_guard\.idle_timeout is 9s\. It held 1 lock, the strongest AccessShareLock; nobody waited on it\./,
+	'its client reads 57P01, and why');
 
 #
 # D. A snapshot conflict is reported, never acted on as a lock conflict.

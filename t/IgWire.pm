@@ -251,6 +251,9 @@ sub read_message
 #	tags     => [command tags] of every CommandComplete
 #	errors   => [messages] "SEVERITY:  text (SQLSTATE)" of ErrorResponses
 #	sqlstates=> [codes] of the same
+#	fields   => [{code => value}] of the same, every field by its one-letter
+#	            code: S severity, V severity (untranslated), C SQLSTATE,
+#	            M message, D detail, H hint, ...
 #	types    => [every message type received, in order]
 #	status   => transaction status of ReadyForQuery (I, T, E), or
 #	eof      => 1 if the server closed the connection first.
@@ -263,6 +266,7 @@ sub read_until_ready
 		tags => [],
 		errors => [],
 		sqlstates => [],
+		fields => [],
 		types => []);
 	while (1)
 	{
@@ -290,6 +294,7 @@ sub read_until_ready
 			my $f = _fields($msg);
 			push @{ $r{errors} }, _error_text($f);
 			push @{ $r{sqlstates} }, $f->{C} // '';
+			push @{ $r{fields} }, $f;
 		}
 		elsif ($type eq 'Z')
 		{
