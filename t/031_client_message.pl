@@ -7,7 +7,8 @@
 # log's FATAL line has the same words.  idle_guard.terminate_sqlstate
 # switches an idle transaction's 57P01 to 25P03.  Nothing else changes:
 #	- a DBA's pg_terminate_backend(), after idle_guard only reported the
-#	  session, and a fast shutdown give PostgreSQL's own words;
+#	  session, PostgreSQL's idle_in_transaction_session_timeout and a fast
+#	  shutdown give PostgreSQL's own words;
 #	- with log_min_messages = panic the hook does not run: the session is
 #	  ended all the same, the server goes on, and the next backend ended by
 #	  a DBA reads PostgreSQL's words, not a note left for the first.
@@ -89,6 +90,27 @@ like($f2->{D} // '',
 like($f2->{H} // '', qr/^Commit or roll back each transaction promptly/, '2: the hint');
 $c2->close;
 
+# 2b. The blocking rule with 25P03, through the raw client.
+my $c2b = IgWire->connect($node, application_name => 'raw_blocking');
+my $pid2b = $c2b->pid;
+$c2b->query_ok('BEGIN');
+$c2b->query_ok('UPDATE t SET v = v + 1 WHERE id = 2');
+my ($w2b, $wpid2b) = ig_waiting_session($node, 'writer2b',
+	'UPDATE t SET v = v + 10 WHERE id = 2;');
+ig_wait_gone($node, $pid2b, '2b: ended at blocking_timeout');
+my $f2b = $c2b->read_until_ready->{fields}[0] // {};
+is(join('|', map { $f2b->{$_} // '' } qw(S C)), 'FATAL|25P03',
+	'2b: the blocking rule reads 25P03 too');
+like($f2b->{M} // '',
+	qr/^terminating connection because it was idle in transaction for [\d.]+ s while blocking 1 other session$/,
+	'2b: the message says blocking 1 other session');
+is($f2b->{D},
+	'idle_guard ended it by its blocking rule: idle_guard.blocking_timeout is 2s. '
+	  . "It held 2 locks, the strongest RowExclusiveLock; waiting on it: pid $wpid2b.",
+	'2b: the detail names the waiter');
+$c2b->close;
+$w2b->quit;
+
 #
 # 3. A request without Sync, through the raw client: 57P01 whatever
 #    terminate_sqlstate says (it is no idle transaction).
@@ -144,6 +166,14 @@ like(ig_client_error($s5), $pg_words,
 	"5: a DBA's pg_terminate_backend() gives PostgreSQL's words");
 $w5->quit;
 set_conf('idle_guard.action', 'terminate');
+
+# 5b. PostgreSQL's own idle_in_transaction_session_timeout keeps its words.
+my ($s5b, $pid5b) = ig_silent_session($node, 'builtin_timeout',
+	"\\set VERBOSITY verbose\nSET idle_in_transaction_session_timeout = '1s'; BEGIN; SELECT 1;");
+ig_wait_gone($node, $pid5b, '5b: ended by the built-in timeout');
+like(ig_client_error($s5b),
+	qr/FATAL:  25P03: terminating connection due to idle-in-transaction timeout\n/,
+	"5b: the built-in timeout gives PostgreSQL's words");
 
 #
 # 6. log_min_messages = panic: the hook does not run.
