@@ -20,6 +20,8 @@ OBJS = \
 	src/prepared.o \
 	src/observe.o \
 	src/replay.o \
+	src/link.o \
+	src/keepalive.o \
 	src/locks.o \
 	src/session_policy.o \
 	src/pipeline.o \
@@ -33,7 +35,8 @@ OBJS = \
 
 EXTENSION = idle_guard
 DATA = idle_guard--1.0.sql idle_guard--1.0--1.1.sql idle_guard--1.1--1.2.sql \
-	idle_guard--1.2--1.3.sql idle_guard--1.3--1.4.sql
+	idle_guard--1.2--1.3.sql idle_guard--1.3--1.4.sql \
+	idle_guard--1.4--1.5.sql
 PGFILEDESC = "idle_guard - end silent transactions that hold locks"
 
 # One source of truth for the version: the control file's default_version

@@ -149,11 +149,15 @@ ig_distro_major() {
 # command in the chroot ROOT, with /proc, /sys, /dev and a POSIX
 # shared-memory tmpfs mounted in a mount namespace of its own: the mounts
 # vanish with it whatever happens, and runs in the same chroot at the same
-# time do not disturb each other.
+# time do not disturb each other.  The root is switched with pivot_root, not
+# chroot: a process under chroot may not create a user namespace, which the
+# network tests (t/032) do to get a network namespace of their own.
 ig_chroot_prefix() {
 	IG_IN=(unshare --mount --propagation private -- sh -c 'r=$1; shift
+		mount --bind "$r" "$r" &&
 		mount -t proc proc "$r/proc" && mount -t sysfs sysfs "$r/sys" &&
 		mount --rbind /dev "$r/dev" && mount -t tmpfs -o mode=1777,size=1g shm "$r/dev/shm" &&
-		exec chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+		cd "$r" && pivot_root . mnt && umount -l /mnt && cd / &&
+		exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
 			DEBIAN_FRONTEND=noninteractive "$@"' sh "$1")
 }

@@ -120,6 +120,10 @@ from_source() {
 	build "$name" "$(find "$WORK" -mindepth 2 -maxdepth 2 -name configure -printf '%h\n' | head -n 1)"
 }
 
+# What the tests need in a chroot besides PostgreSQL and the build tools:
+# ip and nft for the network tests (t/032)
+CHROOT_EXTRAS="iproute2 nftables"
+
 # in_chroot MAJOR: a chroot with Debian's packages of that major.
 in_chroot() {
 	local major=$1 root=$CACHE/chroot/pg-$1 suite=sid pkgs t
@@ -149,8 +153,15 @@ in_chroot() {
 		sed -i 's/^#\?create_main_cluster.*/create_main_cluster = false/' "$root/etc/postgresql-common/createcluster.conf"
 		# shellcheck disable=SC2086
 		run 900 "$pkgs" "${IG_IN[@]}" apt-get install -y -q --no-install-recommends $pkgs \
-			make gcc libc6-dev perl libipc-run-perl libyaml-libyaml-perl
+			make gcc libc6-dev perl libipc-run-perl libyaml-libyaml-perl $CHROOT_EXTRAS
 		date -u '+installed %F %T UTC' >"$root/.idle_guard-ready"
+	fi
+	# a chroot cached before the network tests needed them
+	ig_chroot_prefix "$root"
+	if ! "${IG_IN[@]}" dpkg-query -W $CHROOT_EXTRAS >/dev/null 2>&1; then
+		LOG=$CACHE/chroot/pg-$major.log
+		run 600 "apt-get update in the chroot" "${IG_IN[@]}" apt-get -q update
+		run 600 "$CHROOT_EXTRAS" "${IG_IN[@]}" apt-get install -y -q --no-install-recommends $CHROOT_EXTRAS
 	fi
 	printf '%s:%s\n' "$root" "/usr/lib/postgresql/$major/bin/pg_config"
 }

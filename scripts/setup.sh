@@ -15,7 +15,8 @@ set -euo pipefail
 
 # postgresql-N (initdb, postgres), -server-dev-N (headers, pg_config,
 # PGXS), -client-N (psql, pg_regress, the TAP modules), IPC::Run for
-# PostgreSQL::Test::Cluster, YAML::XS for t/013 (reads contrib/*.yaml); N
+# PostgreSQL::Test::Cluster, YAML::XS for t/013 (reads contrib/*.yaml), ip
+# and nft for t/032 (a network namespace with a firewall of its own); N
 # is this Debian release's major (15 on Debian 12, 17 on Debian 13), or
 # IG_PG_MAJOR.
 # shellcheck source=scripts/lib.sh
@@ -26,7 +27,7 @@ if [ -z "$N" ] && [ "$(id -u)" -eq 0 ]; then # sid: ask apt, once it has lists
 fi
 [ -n "$N" ] || { echo "setup: ERROR: no PostgreSQL major known for this release; set IG_PG_MAJOR" >&2; exit 1; }
 PACKAGES=("postgresql-$N" "postgresql-server-dev-$N" "postgresql-client-$N"
-	libipc-run-perl libyaml-libyaml-perl make gcc)
+	libipc-run-perl libyaml-libyaml-perl make gcc iproute2 nftables)
 [ "${1:-}" = --only ] && shift && PACKAGES=()
 PACKAGES+=("$@")
 

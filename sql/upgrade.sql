@@ -40,9 +40,13 @@ SELECT * FROM ig_shape();
 SELECT count(*) FROM idle_guard_report();
 SELECT in_recovery, replay_wait IS NULL AS replay_not_waiting
 FROM idle_guard_stats();
+ALTER EXTENSION idle_guard UPDATE TO '1.5';
+SELECT * FROM ig_shape();
+SELECT count(*) FROM idle_guard_report();
+SELECT count(*) FROM idle_guard_history();
 DROP EXTENSION idle_guard;
 
--- 1.0 straight to the latest, then 1.1, 1.2 and 1.3 to the latest
+-- 1.0 straight to the latest, then each later version to the latest
 CREATE EXTENSION idle_guard VERSION '1.0';
 ALTER EXTENSION idle_guard UPDATE;
 SELECT * FROM ig_shape();
@@ -56,6 +60,10 @@ ALTER EXTENSION idle_guard UPDATE;
 SELECT * FROM ig_shape();
 DROP EXTENSION idle_guard;
 CREATE EXTENSION idle_guard VERSION '1.3';
+ALTER EXTENSION idle_guard UPDATE;
+SELECT * FROM ig_shape();
+DROP EXTENSION idle_guard;
+CREATE EXTENSION idle_guard VERSION '1.4';
 ALTER EXTENSION idle_guard UPDATE;
 SELECT * FROM ig_shape();
 

@@ -344,6 +344,8 @@ ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
 	ig_append_quoted(&buf, "reason", idle_guard_reason_name(s->reason));
 	if (s->blocks_replay)
 		appendStringInfoString(&buf, " blocks_replay=true");
+	if (s->link != IG_LINK_NONE)
+		ig_append_quoted(&buf, "link", idle_guard_link_name(s->link));
 
 	/*
 	 * idle_guard never ends a prepared transaction: say what would.  The

@@ -302,6 +302,17 @@ ig_signal_recovery_conflict(PGPROC *proc, int pid)
 }
 
 /*
+ * ClientAuthentication_hook, as libpq/auth.h declares it, with Port left
+ * opaque: libpq/auth.h includes libpq/libpq-be.h, which includes the GSSAPI
+ * headers when the server was built with GSSAPI (Debian's is), and the
+ * server development package does not depend on them.  The hook has had
+ * this type since PostgreSQL 9.1.
+ */
+struct Port;
+typedef void (*IgClientAuthHook) (struct Port *port, int status);
+extern PGDLLIMPORT IgClientAuthHook ClientAuthentication_hook;
+
+/*
  * Send a signal to a backend and, where backends lead their own process
  * group, to its children too, the way pg_terminate_backend does.
  */

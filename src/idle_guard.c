@@ -8,9 +8,11 @@
  * sets the cluster-wide default, and only superusers or roles granted SET
  * on the parameter may give a role, a database or a session other values;
  * each backend publishes its own values for the worker (session_policy.c).
- * naptime, the exemption lists, prepared_timeout, session_locks and
- * terminate_sqlstate are PGC_SIGHUP: they configure the worker itself, or
- * apply to what has no session of its own (a prepared transaction).  history_size sizes shared
+ * naptime, the exemption lists, prepared_timeout, session_locks,
+ * terminate_sqlstate, unreachable_timeout and tcp_keepalives are
+ * PGC_SIGHUP: they configure the worker itself, apply to what has no
+ * session of its own (a prepared transaction), or to a connection's socket
+ * before its session settings exist.  history_size sizes shared
  * memory and needs a restart.
  *
  * Copyright (c) 2026, idle_guard developers
@@ -52,6 +54,8 @@ char	   *idle_guard_exempt_roles = NULL;
 char	   *idle_guard_exempt_applications = NULL;
 
 int			idle_guard_terminate_sqlstate = IG_SQLSTATE_ADMIN_SHUTDOWN;
+int			idle_guard_unreachable_timeout = IG_DEFAULT_UNREACHABLE_TIMEOUT_MS;
+int			idle_guard_tcp_keepalives = IG_DEFAULT_TCP_KEEPALIVES_S;
 
 static const struct config_enum_entry ig_sqlstate_options[] = {
 	{"57P01", IG_SQLSTATE_ADMIN_SHUTDOWN, false},
@@ -216,6 +220,30 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomIntVariable("idle_guard.unreachable_timeout",
+							"How long a silent session may hold locks once the kernel finds its client unreachable.",
+							"Counted from the client's last acknowledgement; it applies whether "
+							"or not anyone waits, and only to TCP clients whose data or probes "
+							"go unacknowledged.  0 disables this rule.",
+							&idle_guard_unreachable_timeout,
+							IG_DEFAULT_UNREACHABLE_TIMEOUT_MS,
+							0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("idle_guard.tcp_keepalives",
+							"Keepalive idle time and probe interval idle_guard gives each new TCP session.",
+							"So that a vanished client is noticed while nothing is in flight.  "
+							"Not applied when tcp_keepalives_idle or tcp_keepalives_interval is "
+							"set; 0 leaves the sockets as PostgreSQL sets them.",
+							&idle_guard_tcp_keepalives,
+							IG_DEFAULT_TCP_KEEPALIVES_S,
+							0, 2 * 60 * 60,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	if (!process_shared_preload_libraries_in_progress)
 	{
 		MarkGUCPrefixReserved("idle_guard");
@@ -240,6 +268,7 @@ _PG_init(void)
 	ig_prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = ig_shmem_startup;
 	idle_guard_install_message_hook();
+	idle_guard_install_keepalive_hook();
 
 	/* pg_upgrade starts servers that must not be disturbed */
 	if (!IsBinaryUpgrade)
@@ -366,6 +395,7 @@ idle_guard_current_policy(IgPolicy *policy)
 	policy->idle_timeout_ms = idle_guard_idle_timeout;
 	policy->prepared_timeout_ms = idle_guard_prepared_timeout;
 	policy->session_locks = idle_guard_session_locks;
+	policy->unreachable_timeout_ms = idle_guard_unreachable_timeout;
 }
 
 /*

@@ -13,8 +13,8 @@
  *	idle_guard.h settings, shared		idle_guard.c (_PG_init, settings,
  *				state, action, worker	worker registration) shmem.c
  *										history.c persist.c names.c record.c
- *										client_message.c action.c worker.c
- *										gid_worker.c
+ *										keepalive.c client_message.c action.c
+ *										worker.c gid_worker.c
  *										report.c (SQL functions)
  *	compat.h	every PostgreSQL version difference
  *
@@ -52,6 +52,8 @@
 #define IG_DEFAULT_NAPTIME_MS			1000
 #define IG_DEFAULT_HISTORY_SIZE			1000
 #define IG_DEFAULT_PREPARED_TIMEOUT_MS	(30 * 60 * 1000)
+#define IG_DEFAULT_UNREACHABLE_TIMEOUT_MS (60 * 1000)
+#define IG_DEFAULT_TCP_KEEPALIVES_S		10
 
 
 
@@ -169,8 +171,11 @@ typedef struct IgRecord
 	IgWaiterRecord waiters[IG_RECORD_MAX_WAITERS];
 	IgPolicy	policy;
 	IgPolicySource policy_source;
-	/* added in state-file format 4 (1.4); keep last, see persist.c */
+	/* added in state-file format 4 (1.4); see persist.c */
 	IgRecordStandby standby;
+	/* added in state-file format 5 (1.5): the client link and its evidence */
+	IgLink		link;
+	IgTcpFacts	tcp;
 } IgRecord;
 
 /* What one history entry says was done */
@@ -278,6 +283,8 @@ extern PGDLLIMPORT bool idle_guard_session_locks;
 extern PGDLLIMPORT char *idle_guard_exempt_roles;
 extern PGDLLIMPORT char *idle_guard_exempt_applications;
 extern PGDLLIMPORT int idle_guard_terminate_sqlstate;
+extern PGDLLIMPORT int idle_guard_unreachable_timeout;
+extern PGDLLIMPORT int idle_guard_tcp_keepalives;
 extern void idle_guard_current_policy(IgPolicy *policy);
 extern const char *idle_guard_action_setting_name(IgActionSetting action);
 extern void idle_guard_describe_worker(BackgroundWorker *worker,
@@ -335,6 +342,9 @@ extern bool idle_guard_build_record(const IgSession *s, IgRecord *rec,
 extern Datum idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
 									 bool (*can_see) (Oid userid));
 extern char *idle_guard_relation_name(Oid dbid, Oid relid);
+
+/* keepalive.c */
+extern void idle_guard_install_keepalive_hook(void);
 
 /* client_message.c */
 extern void idle_guard_install_message_hook(void);

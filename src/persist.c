@@ -33,18 +33,22 @@
  */
 #define IG_STATE_FILE		PGSTAT_STAT_PERMANENT_DIRECTORY "/idle_guard.stat"
 #define IG_STATE_MAGIC		0x49474831	/* "IGH1" */
-#define IG_STATE_FORMAT		4	/* 2: reason and gid (1.3); 3: action as
+#define IG_STATE_FORMAT		5	/* 2: reason and gid (1.3); 3: action as
 									 * a number, and dbid; 4: the record's
-									 * standby part (1.4) */
+									 * standby part (1.4); 5: its client
+									 * link (1.5) */
 
 /*
- * Formats 2 and 3 end where format 4's record gains its standby part (the
- * record is the entry's last member, and the part is appended to it): an
- * older entry is read into the first bytes of a new one.
+ * Each format from 2 on appends to the record, the entry's last member: an
+ * older entry is read into the first bytes of a new one.  Formats 2 and 3
+ * end where the standby part begins, format 4 where the link begins.
  */
+#define IG_STATE_FORMAT_V4	4
 #define IG_STATE_FORMAT_V3	3
 #define IG_V3_ENTRY_SIZE \
 	(offsetof(IgHistoryEntry, record) + offsetof(IgRecord, standby))
+#define IG_V4_ENTRY_SIZE \
+	(offsetof(IgHistoryEntry, record) + offsetof(IgRecord, link))
 StaticAssertDecl(sizeof(IgWaiterFact) == 16,
 				 "a waiter's facts no longer have the size of format 3");
 StaticAssertDecl(offsetof(IgHistoryEntry, record) + sizeof(IgRecord) ==
@@ -225,7 +229,7 @@ idle_guard_load_state(void)
 				COMP_CRC32C(crc, &e, size);
 				if (hdr.format == IG_STATE_FORMAT_V2)
 					ig_convert_v2_entry(&e);
-				if (hdr.format != IG_STATE_FORMAT)
+				if (hdr.format <= IG_STATE_FORMAT_V3)
 					ig_convert_v3_entry(&e);
 				/* later entries overwrite earlier ones past the ring size */
 				if (sh->history_size > 0)
@@ -274,6 +278,8 @@ ig_file_entry_size(uint32 format)
 	{
 		case IG_STATE_FORMAT:
 			return sizeof(IgHistoryEntry);
+		case IG_STATE_FORMAT_V4:
+			return IG_V4_ENTRY_SIZE;
 		case IG_STATE_FORMAT_V3:
 		case IG_STATE_FORMAT_V2:
 			return IG_V3_ENTRY_SIZE;

@@ -66,6 +66,7 @@ idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults, bool exact)
 	idle_guard_observe_sessions(sweep);
 	if (sweep->nsessions == 0)
 		return;
+	idle_guard_client_links(sweep);
 
 	idle_guard_fastpath_locks(sweep);
 	if (sweep->nwaiters > 0)
@@ -123,6 +124,9 @@ ig_decide_all(IgSweep *sweep)
 		s->facts.silent_since = s->silent_since;
 		s->facts.holds_locks = s->holds_locks;
 		s->facts.blocked_total = s->blocked_total;
+		s->facts.link = s->link;
+		s->facts.unreachable_since = sweep->now -
+			(TimestampTz) s->tcp.last_ack_recv_ms * 1000;
 		idle_guard_decide(&s->policy, &s->facts, sweep->now, &s->decision);
 	}
 }

@@ -9,6 +9,7 @@
  *	prepared.c	prepared transactions in the snapshot
  *	observe.c	timing of silences that have no timestamp
  *	replay.c	on a hot standby, what WAL replay waits for
+ *	link.c		what the kernel says of each one's TCP client
  *	locks.c		what each one holds and who waits on it
  *	pipeline.c	runs the steps above and the pure decision (policy.h)
  *
@@ -119,6 +120,10 @@ typedef struct IgSession
 	char		appname[NAMEDATALEN];
 	SockAddr	clientaddr;
 
+	/* link.c */
+	IgLink		link;			/* what its client's socket shows */
+	IgTcpFacts	tcp;			/* the evidence, for a TCP client */
+
 	/* locks.c */
 	bool		holds_known;	/* true once holds_locks is certain */
 	bool		holds_locks;
@@ -170,6 +175,9 @@ extern void idle_guard_observe_sessions(IgSweep *sweep);
 /* replay.c */
 extern void idle_guard_replay_state(IgReplay *replay);
 extern const char *idle_guard_replay_wait_name(IgReplayWait wait);
+
+/* link.c */
+extern void idle_guard_client_links(IgSweep *sweep);
 
 /* locks.c */
 extern void idle_guard_fastpath_locks(IgSweep *sweep);

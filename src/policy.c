@@ -19,6 +19,8 @@
  */
 #include "postgres.h"
 
+#include <netinet/tcp.h>
+
 #define IDLE_GUARD_POLICY_ONLY
 #include "policy.h"
 
@@ -29,11 +31,18 @@
  * idle_guard_decide
  *		Decide what happens to one silent session.
  *
- * A session that holds no lock is never a candidate.  Otherwise two rules
- * may apply, each with its own deadline counted from the start of the
- * silence: "blocking" (someone waits on it, blocking_timeout) and "idle"
- * (idle_timeout, whether or not anyone waits).  The earlier applicable
- * deadline wins; a timeout of 0 disables its rule.
+ * A session that holds no lock is never a candidate.  Otherwise three
+ * rules may apply: "blocking" (someone waits on it, blocking_timeout) and
+ * "idle" (idle_timeout, whether or not anyone waits), each counted from
+ * the start of the silence, and "unreachable" (unreachable_timeout),
+ * counted from the last acknowledgement of a client the kernel finds
+ * unreachable.  The earliest applicable deadline wins; a timeout of 0
+ * disables its rule.  Only an unreachable client brings a deadline
+ * closer: one whose kernel answers (alive, not reading) never does.
+ *
+ * A TCP client can become unreachable at any moment without notice, so
+ * while the unreachable rule is on, a silent lock holder whose client is
+ * on TCP is looked at every naptime.
  *
  * Besides the verdict, tell the worker when it must look again without
  * being woken: at the deadline, at the moment the blocking deadline passes
@@ -77,6 +86,19 @@ idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 		out->deadline = idle_deadline;
 	}
 
+	if (facts->link == IG_LINK_UNREACHABLE &&
+		policy->unreachable_timeout_ms > 0)
+	{
+		TimestampTz unreachable_deadline = facts->unreachable_since +
+			policy->unreachable_timeout_ms * IG_USECS_PER_MS;
+
+		if (out->rule == IG_RULE_NONE || unreachable_deadline < out->deadline)
+		{
+			out->rule = IG_RULE_UNREACHABLE;
+			out->deadline = unreachable_deadline;
+		}
+	}
+
 	if (out->rule == IG_RULE_NONE)
 		out->action = IG_DO_NONE;
 	else if (facts->exempt)
@@ -95,6 +117,11 @@ idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 
 	/* A silence known only by observation must be watched continuously */
 	if (facts->observed && !out->due)
+		out->needs_poll = true;
+
+	/* So must a TCP client, while its becoming unreachable would matter */
+	if (policy->unreachable_timeout_ms > 0 && !out->due &&
+		facts->link >= IG_LINK_ALIVE)
 		out->needs_poll = true;
 
 	if (!blocking && blocking_deadline != 0 && !out->due)
@@ -275,7 +302,74 @@ idle_guard_rule_name(IgRule rule)
 			return "blocking";
 		case IG_RULE_IDLE:
 			return "idle";
+		case IG_RULE_UNREACHABLE:
+			return "unreachable";
 		case IG_RULE_NONE:
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * idle_guard_classify_link
+ *		Judge a TCP connection by its kernel's evidence.
+ *
+ * Closed: the peer sent FIN or RST (its side is closed, ours not yet).
+ * Unreachable: data or probes (keepalive or zero-window) went out and
+ * nothing has acknowledged anything for IG_LINK_UNREACHABLE_MIN_MS.  Not
+ * reading: the peer advertises a zero window, and answers the probes (else
+ * it would be unreachable).  Alive: its kernel acknowledges, whatever its
+ * application does.  A socket not found is unknown.
+ */
+IgLink
+idle_guard_classify_link(const IgTcpFacts *tcp)
+{
+	if (!tcp->found)
+		return IG_LINK_UNKNOWN;
+	switch (tcp->state)
+	{
+		case TCP_ESTABLISHED:
+			break;
+		case TCP_CLOSE_WAIT:
+		case TCP_LAST_ACK:
+		case TCP_CLOSING:
+		case TCP_TIME_WAIT:
+		case TCP_CLOSE:
+			return IG_LINK_CLOSED;
+		default:
+			return IG_LINK_UNKNOWN;
+	}
+	if ((tcp->retransmits > 0 || tcp->probes > 0) &&
+		tcp->last_ack_recv_ms >= IG_LINK_UNREACHABLE_MIN_MS)
+		return IG_LINK_UNREACHABLE;
+	if (tcp->snd_wnd == 0)
+		return IG_LINK_NOT_READING;
+	return IG_LINK_ALIVE;
+}
+
+/*
+ * idle_guard_link_name
+ *		The words used for a client link in the report, the log and the
+ *		history; NULL for none (a prepared transaction).
+ */
+const char *
+idle_guard_link_name(IgLink link)
+{
+	switch (link)
+	{
+		case IG_LINK_UNKNOWN:
+			return "unknown";
+		case IG_LINK_LOCAL:
+			return "local";
+		case IG_LINK_ALIVE:
+			return "alive";
+		case IG_LINK_NOT_READING:
+			return "not reading";
+		case IG_LINK_UNREACHABLE:
+			return "unreachable";
+		case IG_LINK_CLOSED:
+			return "closed";
+		case IG_LINK_NONE:
 			break;
 	}
 	return NULL;

@@ -50,8 +50,52 @@ typedef enum IgRule
 {
 	IG_RULE_NONE = 0,			/* nothing would fire given current facts */
 	IG_RULE_BLOCKING,			/* blocking someone past blocking_timeout */
-	IG_RULE_IDLE				/* silent past idle_timeout */
+	IG_RULE_IDLE,				/* silent past idle_timeout */
+	IG_RULE_UNREACHABLE			/* its client unreachable past
+								 * unreachable_timeout */
 } IgRule;
+
+/*
+ * What the kernel's TCP state says of a silent session's client
+ * (link.c reads it; idle_guard_classify_link judges it).  The names are
+ * those of idle_guard_report().client_link.
+ */
+typedef enum IgLink
+{
+	IG_LINK_NONE = 0,			/* no client: a prepared transaction */
+	IG_LINK_UNKNOWN,			/* no evidence could be read */
+	IG_LINK_LOCAL,				/* a Unix socket: no evidence */
+	IG_LINK_ALIVE,				/* the peer's kernel acknowledges */
+	IG_LINK_NOT_READING,		/* zero window, probes answered */
+	IG_LINK_UNREACHABLE,		/* data or probes unacknowledged */
+	IG_LINK_CLOSED				/* the peer sent FIN or RST */
+} IgLink;
+
+/* The evidence of one TCP connection, from the kernel's struct tcp_info */
+typedef struct IgTcpFacts
+{
+	bool		found;			/* the socket was found */
+	uint8		state;			/* TCP state, as in <netinet/tcp.h> */
+	uint8		retransmits;	/* retransmissions of the unacknowledged
+								 * segment so far */
+	uint8		probes;			/* zero-window or keepalive probes sent and
+								 * not answered */
+	uint8		backoff;		/* exponential backoff of the timer */
+	uint32		unacked;		/* segments sent, not acknowledged */
+	uint32		total_retrans;	/* retransmissions over its lifetime */
+	uint32		last_ack_recv_ms;	/* since the peer's last ACK */
+	uint32		last_data_recv_ms;	/* since the peer last sent data */
+	uint32		last_data_sent_ms;	/* since we last sent data */
+	uint32		snd_wnd;		/* the peer's advertised window, bytes */
+	uint32		rto_us;			/* retransmission timeout */
+} IgTcpFacts;
+
+/*
+ * How long unacknowledged data or probes must have gone without an ACK
+ * before the client counts as unreachable: a retransmission or an
+ * unanswered probe on a healthy path is answered within a few RTOs.
+ */
+#define IG_LINK_UNREACHABLE_MIN_MS 1000
 
 /* What idle_guard does (or would do) to a session */
 typedef enum IgAction
@@ -70,6 +114,7 @@ typedef struct IgPolicy
 	int			idle_timeout_ms;	/* 0 = never */
 	int			prepared_timeout_ms;	/* 0 = never; prepared xacts only */
 	bool		session_locks;	/* may terminate for session-level locks */
+	int			unreachable_timeout_ms; /* 0 = never */
 } IgPolicy;
 
 /* The facts about one silent session that the decision looks at */
@@ -82,6 +127,9 @@ typedef struct IgFacts
 	bool		observed;		/* silent_since is only the first observation
 								 * of a silence with no timestamp: it must be
 								 * looked at again every naptime */
+	IgLink		link;			/* what the kernel says of its client */
+	TimestampTz unreachable_since;	/* the peer's last ACK, when link is
+									 * IG_LINK_UNREACHABLE */
 } IgFacts;
 
 /* The outcome of the decision */
@@ -145,6 +193,8 @@ extern bool idle_guard_app_matches(const char *pattern, const char *appname);
 extern int	idle_guard_shorter_timeout(int a, int b);
 extern IgAction idle_guard_policy_action(IgActionSetting setting);
 extern const char *idle_guard_rule_name(IgRule rule);
+extern IgLink idle_guard_classify_link(const IgTcpFacts *tcp);
+extern const char *idle_guard_link_name(IgLink link);
 extern const char *idle_guard_action_name(IgAction action);
 extern const char *idle_guard_reason_name(IgReason reason);
 extern const char *idle_guard_policy_source_name(IgPolicySource source);

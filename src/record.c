@@ -46,6 +46,7 @@ static void ig_json_lock(StringInfo buf, const IgLockHeld *lock);
 static void ig_json_relation(StringInfo buf, const IgLockHeld *lock,
 							 bool *first);
 static void ig_json_replay(StringInfo buf, const IgRecordStandby *sb);
+static void ig_json_link(StringInfo buf, const IgRecord *rec);
 
 /*
  * idle_guard_build_record
@@ -83,6 +84,8 @@ idle_guard_build_record(const IgSession *s, IgRecord *rec,
 	rec->standby.xmin_age = s->xmin_age;
 	if (s->replay != NULL)
 		rec->standby.replay = *s->replay;
+	rec->link = s->link;
+	rec->tcp = s->tcp;
 
 	present = idle_guard_describe_sessions(rec, s->key.pid, key, state);
 	/* "" when unknown now: never wait on pg_authid (names.c) */
@@ -113,7 +116,13 @@ idle_guard_build_record(const IgSession *s, IgRecord *rec,
  *				"blocks_replay", "replay_wait", "replay_wait_since",
  *				"replay_pid", and for a lock wait "locktype",
  *				"mode_requested", "database", "relation",
- *				"relation_name"}}
+ *				"relation_name"},
+ *	 "client_link": null for a prepared transaction or an action before
+ *				1.5, else {"state": "alive", ...; for a TCP client found in
+ *				the kernel's table, its evidence: "tcp_state",
+ *				"last_ack_recv_ms", "last_data_recv_ms",
+ *				"last_data_sent_ms", "unacked", "retransmits", "probes",
+ *				"backoff", "total_retrans", "snd_wnd", "rto_ms"}}
  */
 Datum
 idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
@@ -195,9 +204,58 @@ idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
 		appendStringInfoString(&buf, "null");
 	ig_json_key(&buf, "standby", &first);
 	ig_json_replay(&buf, &rec->standby);
+	ig_json_key(&buf, "client_link", &first);
+	ig_json_link(&buf, rec);
 	appendStringInfoChar(&buf, '}');
 
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * Render what the record says of the client's link: its judgement and,
+ * for a TCP socket found in the kernel's table, the evidence it was
+ * judged by.
+ */
+static void
+ig_json_link(StringInfo buf, const IgRecord *rec)
+{
+	const IgTcpFacts *t = &rec->tcp;
+	const char *name = idle_guard_link_name(rec->link);
+	bool		first = true;
+
+	if (name == NULL)
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	appendStringInfoChar(buf, '{');
+	ig_json_text(buf, "state", name, &first);
+	if (t->found)
+	{
+		ig_json_key(buf, "tcp_state", &first);
+		appendStringInfo(buf, "%u", t->state);
+		ig_json_key(buf, "last_ack_recv_ms", &first);
+		appendStringInfo(buf, "%u", t->last_ack_recv_ms);
+		ig_json_key(buf, "last_data_recv_ms", &first);
+		appendStringInfo(buf, "%u", t->last_data_recv_ms);
+		ig_json_key(buf, "last_data_sent_ms", &first);
+		appendStringInfo(buf, "%u", t->last_data_sent_ms);
+		ig_json_key(buf, "unacked", &first);
+		appendStringInfo(buf, "%u", t->unacked);
+		ig_json_key(buf, "retransmits", &first);
+		appendStringInfo(buf, "%u", t->retransmits);
+		ig_json_key(buf, "probes", &first);
+		appendStringInfo(buf, "%u", t->probes);
+		ig_json_key(buf, "backoff", &first);
+		appendStringInfo(buf, "%u", t->backoff);
+		ig_json_key(buf, "total_retrans", &first);
+		appendStringInfo(buf, "%u", t->total_retrans);
+		ig_json_key(buf, "snd_wnd", &first);
+		appendStringInfo(buf, "%u", t->snd_wnd);
+		ig_json_key(buf, "rto_ms", &first);
+		appendStringInfo(buf, "%u", t->rto_us / 1000);
+	}
+	appendStringInfoChar(buf, '}');
 }
 
 /*

@@ -43,9 +43,11 @@ PG_FUNCTION_INFO_V1(idle_guard_report);
 PG_FUNCTION_INFO_V1(idle_guard_report_1_1);
 PG_FUNCTION_INFO_V1(idle_guard_report_1_3);
 PG_FUNCTION_INFO_V1(idle_guard_report_1_4);
+PG_FUNCTION_INFO_V1(idle_guard_report_1_5);
 PG_FUNCTION_INFO_V1(idle_guard_history);
 PG_FUNCTION_INFO_V1(idle_guard_history_1_2);
 PG_FUNCTION_INFO_V1(idle_guard_history_1_3);
+PG_FUNCTION_INFO_V1(idle_guard_history_1_5);
 PG_FUNCTION_INFO_V1(idle_guard_stats);
 PG_FUNCTION_INFO_V1(idle_guard_stats_1_2);
 PG_FUNCTION_INFO_V1(idle_guard_stats_1_4);
@@ -61,11 +63,13 @@ PG_FUNCTION_INFO_V1(idle_guard_reset);
 #define IDLE_GUARD_REPORT_COLS_V1_1 23
 #define IDLE_GUARD_REPORT_COLS_V1_3 25
 #define IDLE_GUARD_REPORT_COLS_V1_4 29
-#define IDLE_GUARD_REPORT_COLS		IDLE_GUARD_REPORT_COLS_V1_4
+#define IDLE_GUARD_REPORT_COLS_V1_5 30
+#define IDLE_GUARD_REPORT_COLS		IDLE_GUARD_REPORT_COLS_V1_5
 #define IDLE_GUARD_HISTORY_COLS_V1_0 12
 #define IDLE_GUARD_HISTORY_COLS_V1_2 13
 #define IDLE_GUARD_HISTORY_COLS_V1_3 15
-#define IDLE_GUARD_HISTORY_COLS		IDLE_GUARD_HISTORY_COLS_V1_3
+#define IDLE_GUARD_HISTORY_COLS_V1_5 16
+#define IDLE_GUARD_HISTORY_COLS		IDLE_GUARD_HISTORY_COLS_V1_5
 #define IDLE_GUARD_STATS_COLS_V1_0	9
 #define IDLE_GUARD_STATS_COLS_V1_2	10
 #define IDLE_GUARD_STATS_COLS_V1_4	15
@@ -86,6 +90,7 @@ static void ig_put_gid_reason(Datum *values, bool *nulls, int *j,
 							  const char *gid, IgReason reason);
 static void ig_put_replay_relation(Datum *values, bool *nulls, int *j,
 								   const IgReplay *replay);
+static void ig_put_link(Datum *values, bool *nulls, int *j, IgLink link);
 
 /*
  * idle_guard_report
@@ -133,6 +138,18 @@ Datum
 idle_guard_report_1_4(PG_FUNCTION_ARGS)
 {
 	ig_report(fcinfo, IDLE_GUARD_REPORT_COLS_V1_4);
+	return (Datum) 0;
+}
+
+/*
+ * idle_guard_report_1_5
+ *		The same, plus what the kernel says of each session's client
+ *		(API 1.5).
+ */
+Datum
+idle_guard_report_1_5(PG_FUNCTION_ARGS)
+{
+	ig_report(fcinfo, IDLE_GUARD_REPORT_COLS_V1_5);
 	return (Datum) 0;
 }
 
@@ -285,6 +302,8 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 				nulls[j++] = true;
 			values[j++] = BoolGetDatum(enforced);
 		}
+		if (ncols >= IDLE_GUARD_REPORT_COLS_V1_5)
+			ig_put_link(values, nulls, &j, s->link);
 
 		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -322,6 +341,17 @@ Datum
 idle_guard_history_1_3(PG_FUNCTION_ARGS)
 {
 	ig_history(fcinfo, IDLE_GUARD_HISTORY_COLS_V1_3);
+	return (Datum) 0;
+}
+
+/*
+ * idle_guard_history_1_5
+ *		The same, with the client link of each action (API 1.5).
+ */
+Datum
+idle_guard_history_1_5(PG_FUNCTION_ARGS)
+{
+	ig_history(fcinfo, IDLE_GUARD_HISTORY_COLS_V1_5);
 	return (Datum) 0;
 }
 
@@ -397,6 +427,8 @@ ig_history(FunctionCallInfo fcinfo, int ncols)
 			ig_put_gid_reason(values, nulls, &j,
 							  (e->flags & IG_HIST_GID_KNOWN) ? e->gid : NULL,
 							  e->reason);
+		if (ncols >= IDLE_GUARD_HISTORY_COLS_V1_5)
+			ig_put_link(values, nulls, &j, e->record.link);
 
 		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -634,4 +666,19 @@ ig_put_replay_relation(Datum *values, bool *nulls, int *j,
 	if (name == NULL)
 		name = psprintf("%u", replay->lock.field2);
 	values[(*j)++] = CStringGetTextDatum(name);
+}
+
+/*
+ * Put the client_link column (1.5): NULL for a prepared transaction, and
+ * in the history for an action recorded before 1.5.
+ */
+static void
+ig_put_link(Datum *values, bool *nulls, int *j, IgLink link)
+{
+	const char *name = idle_guard_link_name(link);
+
+	if (name != NULL)
+		values[(*j)++] = CStringGetTextDatum(name);
+	else
+		nulls[(*j)++] = true;
 }

@@ -82,7 +82,7 @@ is( $node->safe_psql('postgres',
 # Episode 1: reported once.
 #
 my $report_re =
-  qr/idle_guard: silent session holds locks pid=$pid user="\w+" db="postgres" app="forgetful" client=local silent_s=[\d.]+ locks=\d+ blocked=1 rule=blocking action=report reason="idle in transaction"\n/;
+  qr/idle_guard: silent session holds locks pid=$pid user="\w+" db="postgres" app="forgetful" client=local silent_s=[\d.]+ locks=\d+ blocked=1 rule=blocking action=report reason="idle in transaction" link="local"\n/;
 my $any_re = qr/idle_guard: [^\n]* pid=$pid\b/;
 
 $node->wait_for_log($report_re, $offset);

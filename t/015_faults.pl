@@ -119,7 +119,10 @@ my %bad = (
 	'idle_guard.exempt_applications' => "'etl*nightly'",
 	'idle_guard.history_size' => "'-3'",
 	'idle_guard.prepared_timeout' => "'-1'",
-	'idle_guard.session_locks' => "'maybe'");
+	'idle_guard.session_locks' => "'maybe'",
+	'idle_guard.terminate_sqlstate' => "'08006'",
+	'idle_guard.unreachable_timeout' => "'-1s'",
+	'idle_guard.tcp_keepalives' => "'3h'");
 is_deeply([ sort keys %bad ], [ sort keys %before ], 'a bad value for every setting');
 
 # Load: a silent holder nobody waits on, and a few idle clients

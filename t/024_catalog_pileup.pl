@@ -281,7 +281,7 @@ sub pileup
 		is(scalar @lines, 1, "$catalog: one LOG line for $who");
 		like(
 			$lines[0] // '',
-			qr/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ \[$worker_pid\] LOG:  idle_guard: terminating silent session pid=$pid \Q@{[ $log_user->($role, $role_oid) ]} $log_db\E app="\Q$role\E" client=local silent_s=\d+\.\d{3} locks=\d+ blocked=1 rule=blocking action=terminate reason="idle in transaction"$/,
+			qr/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ \[$worker_pid\] LOG:  idle_guard: terminating silent session pid=$pid \Q@{[ $log_user->($role, $role_oid) ]} $log_db\E app="\Q$role\E" client=local silent_s=\d+\.\d{3} locks=\d+ blocked=1 rule=blocking action=terminate reason="idle in transaction" link="local"$/,
 			"$catalog: ${who}'s LOG line: "
 			  . $log_user->($role, $role_oid)
 			  . " $log_db, the whole line");

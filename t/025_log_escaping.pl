@@ -51,7 +51,7 @@ my $node = ig_node_initdb(
 	max_prepared_transactions => 10,
 	'idle_guard.blocking_timeout' => "'${blocking_ms}ms'");
 
-my @session_keys = qw(pid user db app client silent_s locks blocked rule action reason);
+my @session_keys = qw(pid user db app client silent_s locks blocked rule action reason link);
 my @prepared_keys = qw(xid gid user db silent_s locks blocked rule action reason);
 
 # A SQL string literal of any bytes that keeps the statement one printable

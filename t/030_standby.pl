@@ -242,7 +242,7 @@ my ($s5, $s5_pid) = ig_silent_session($standby, 'reported',
 $primary->safe_psql('postgres', 'ALTER TABLE w ADD COLUMN c int');
 replay_waits_on('w');
 $standby->wait_for_log(
-	qr/idle_guard: silent session holds locks pid=$s5_pid .* rule=blocking action=report reason="idle in transaction" blocks_replay=true\n/,
+	qr/idle_guard: silent session holds locks pid=$s5_pid .* rule=blocking action=report reason="idle in transaction" blocks_replay=true link="local"\n/,
 	$offset);
 pass('report mode: one LOG line, blocks_replay=true');
 ig_wait_sweep_after($standby, $s5_pid, $timeout_ms + 500);

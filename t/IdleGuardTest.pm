@@ -408,14 +408,15 @@ sub ig_worker_looks_now
 # $opts{offset}), the whole action, of the documented shape
 #	idle_guard: terminating silent session pid=P user="U" db="D" app="A"
 #	client=C silent_s=S locks=L blocked=B rule=blocking action=terminate
-#	reason="R"
+#	reason="R" [blocks_replay=true] link="K"
 # and its history row: rule blocking, action terminated, silent_reason R,
 # no gid, blocked_total B (and locks_held L if given), silent for at least
 # $opts{timeout_ms} and less than IG_LATE_MS more.  Options: offset, app
 # and timeout_ms (required); reason (default 'idle in transaction');
 # blocked (1); locks (any number if not given); user (a plain \w+ name if
 # not given); db ('postgres'); client ('local'); blocks_replay (false: the
-# line must end with reason, else with " blocks_replay=true"); detail (the
+# line has no blocks_replay, else " blocks_replay=true" after reason); link
+# (the client link, 'local', or 'alive' when client is given); detail (the
 # history's detail, 'SIGTERM sent' if not given); label, a prefix for the
 # test names.  Four test assertions.
 sub ig_check_terminated
@@ -431,10 +432,11 @@ sub ig_check_terminated
 	my $db = quotemeta($opts{db} // 'postgres');
 	my $client = quotemeta($opts{client} // 'local');
 	my $tail = $opts{blocks_replay} ? ' blocks_replay=true' : '';
+	my $link = $opts{link} // ($opts{client} ? 'alive' : 'local');
 	my $detail = $opts{detail} // 'SIGTERM sent';
 
 	$node->wait_for_log(
-		qr/idle_guard: terminating silent session pid=$pid user="$user" db="$db" app="\Q$opts{app}\E" client=$client silent_s=[\d.]+ locks=$locks blocked=$blocked rule=blocking action=terminate reason="\Q$reason\E"$tail\n/,
+		qr/idle_guard: terminating silent session pid=$pid user="$user" db="$db" app="\Q$opts{app}\E" client=$client silent_s=[\d.]+ locks=$locks blocked=$blocked rule=blocking action=terminate reason="\Q$reason\E"$tail link="\Q$link\E"\n/,
 		$opts{offset});
 	pass("${label}LOG line names the backend, rule blocking, action terminate");
 

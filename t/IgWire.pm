@@ -41,7 +41,7 @@ use warnings;
 
 use Carp;
 use IO::Select;
-use IO::Socket::INET;
+use IO::Socket::IP;
 use IO::Socket::UNIX;
 use POSIX ();
 use Time::HiRes qw(time usleep);
@@ -87,8 +87,8 @@ sub connect
 	}
 	else
 	{
-		$self->{sock} = IO::Socket::INET->new(
-			PeerAddr => $host,
+		$self->{sock} = IO::Socket::IP->new(
+			PeerHost => $host,
 			PeerPort => $port,
 			Proto => 'tcp')
 		  or croak "IgWire: cannot connect to $host:$port: $!";
@@ -422,6 +422,15 @@ sub wait_child
 		usleep(20_000);
 	}
 	return undef;
+}
+
+# shutdown_write(): close the sending side of the socket (the server reads
+# end of file, the kernel sends FIN) and keep the receiving side open.
+sub shutdown_write
+{
+	my ($self) = @_;
+	shutdown($self->{sock}, 1) or croak "IgWire: shutdown: $!";
+	return;
 }
 
 # close(): send Terminate if the connection still stands, and close the

@@ -189,7 +189,7 @@ test_decide(void)
 	{
 		const PolicyCase *c = &cases[i];
 		IgPolicy	policy = {c->action, c->blocking_ms, c->idle_ms, 0, false};
-		IgFacts		facts;
+		IgFacts		facts = {0};
 		IgDecision	d;
 
 		facts.silent_since = NOW - MS(c->silent_ms);
@@ -248,6 +248,121 @@ test_decide_observed(void)
 	policy.action = IG_ACTION_OFF;
 	idle_guard_decide(&policy, &facts, NOW, &d);
 	check(!d.needs_poll, "observed", "action off: not watched");
+}
+
+/*
+ * The unreachable rule: a lock holder whose client is unreachable is due
+ * unreachable_timeout after the peer's last acknowledgement, before the
+ * idle rule if that is earlier, and only when the link is unreachable;
+ * while the rule is on, a TCP client is polled every naptime.
+ */
+static void
+test_decide_unreachable(void)
+{
+	IgPolicy	policy = {IG_ACTION_TERMINATE, 1000, 60000, 0, false, 5000};
+	IgFacts		facts = {NOW - MS(10000), true, 0, false, false};
+	IgDecision	d;
+
+	facts.link = IG_LINK_UNREACHABLE;
+	facts.unreachable_since = NOW - MS(6000);
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(d.rule == IG_RULE_UNREACHABLE && d.due &&
+		  d.action == IG_DO_TERMINATE, "unreachable",
+		  "due unreachable_timeout after the last ACK, nobody waiting");
+	check(d.deadline == NOW - MS(1000), "unreachable", "deadline");
+
+	facts.unreachable_since = NOW - MS(2000);
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(d.rule == IG_RULE_UNREACHABLE && !d.due &&
+		  d.wake_at == NOW + MS(3000) && d.needs_poll, "unreachable",
+		  "not yet: wakes at its deadline, and polls");
+
+	facts.blocked_total = 1;
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(d.rule == IG_RULE_BLOCKING && d.due, "unreachable",
+		  "an earlier blocking deadline wins");
+
+	/* without the blocking rule, which polls for waiters of its own */
+	facts.blocked_total = 0;
+	policy.blocking_timeout_ms = 0;
+	facts.link = IG_LINK_ALIVE;
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(d.rule == IG_RULE_IDLE && d.deadline == NOW + MS(50000) &&
+		  d.needs_poll, "unreachable",
+		  "alive: the idle deadline stands, and the link is watched");
+
+	facts.link = IG_LINK_NOT_READING;
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(d.rule == IG_RULE_IDLE && !d.due, "unreachable",
+		  "not reading never shortens a deadline");
+
+	facts.link = IG_LINK_LOCAL;
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(!d.needs_poll, "unreachable", "a local client is not watched");
+
+	facts.link = IG_LINK_UNREACHABLE;
+	policy.unreachable_timeout_ms = 0;
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(d.rule == IG_RULE_IDLE && !d.needs_poll, "unreachable",
+		  "unreachable_timeout 0: the rule is off");
+
+	policy.unreachable_timeout_ms = 5000;
+	facts.unreachable_since = NOW - MS(6000);
+	facts.holds_locks = false;
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(d.rule == IG_RULE_NONE, "unreachable", "no lock: no rule");
+}
+
+/* One case of the link classification */
+typedef struct LinkCase
+{
+	const char *name;
+	IgTcpFacts	tcp;
+	IgLink		expected;
+} LinkCase;
+
+/*
+ * The link classification.  Fields: found, state, retransmits, probes,
+ * backoff, unacked, total_retrans, last_ack_recv_ms, last_data_recv_ms,
+ * last_data_sent_ms, snd_wnd, rto_us.
+ */
+static void
+test_classify_link(void)
+{
+	static const LinkCase lc[] = {
+		{"not found", {false}, IG_LINK_UNKNOWN},
+		{"paused application: acked, window open",
+		{true, 1, 0, 0, 0, 0, 0, 30000, 30000, 30000, 65536, 200000}, IG_LINK_ALIVE},
+		{"keepalive answered",
+		{true, 1, 0, 0, 0, 0, 0, 100, 30000, 30000, 65536, 200000}, IG_LINK_ALIVE},
+		{"not reading: zero window, probes answered",
+		{true, 1, 0, 0, 0, 0, 0, 200, 9000, 10, 0, 200000}, IG_LINK_NOT_READING},
+		{"keepalive probe unanswered for 2 s",
+		{true, 1, 0, 1, 0, 0, 0, 2000, 9000, 9000, 65536, 200000}, IG_LINK_UNREACHABLE},
+		{"data retransmitted, no ACK for 3 s",
+		{true, 1, 3, 0, 3, 1, 3, 3000, 9000, 3000, 65536, 1600000}, IG_LINK_UNREACHABLE},
+		{"zero-window probes unanswered: unreachable",
+		{true, 1, 0, 2, 2, 0, 0, 4000, 9000, 10, 0, 800000}, IG_LINK_UNREACHABLE},
+		{"one retransmission just now: not yet",
+		{true, 1, 1, 0, 1, 1, 1, 300, 9000, 300, 65536, 400000}, IG_LINK_ALIVE},
+		{"unacked but no retransmission yet",
+		{true, 1, 0, 0, 0, 1, 0, 5000, 9000, 100, 65536, 200000}, IG_LINK_ALIVE},
+		{"peer sent FIN: CLOSE_WAIT", {true, 8}, IG_LINK_CLOSED},
+		{"LAST_ACK", {true, 9}, IG_LINK_CLOSED},
+		{"CLOSE (RST)", {true, 7}, IG_LINK_CLOSED},
+		{"a listening socket is no evidence", {true, 10}, IG_LINK_UNKNOWN},
+	};
+	int			i;
+
+	for (i = 0; i < (int) lengthof(lc); i++)
+		check(idle_guard_classify_link(&lc[i].tcp) == lc[i].expected,
+			  "link", lc[i].name);
+	check(strcmp(idle_guard_link_name(IG_LINK_NOT_READING), "not reading") == 0,
+		  "link", "name of not reading");
+	check(idle_guard_link_name(IG_LINK_NONE) == NULL, "link",
+		  "a prepared transaction has none");
+	check(strcmp(idle_guard_rule_name(IG_RULE_UNREACHABLE), "unreachable") == 0,
+		  "link", "rule name");
 }
 
 /*
@@ -448,6 +563,8 @@ main(void)
 {
 	test_decide();
 	test_decide_observed();
+	test_decide_unreachable();
+	test_classify_link();
 	test_policy_for_reason();
 	test_observe();
 	test_same_episode();
