@@ -86,7 +86,8 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 {
 	IgEndNote	note;
 	StringInfoData buf;
-	bool		blocking = s->decision.rule == IG_RULE_BLOCKING;
+	IgRule		rule = s->decision.rule;
+	bool		blocking = rule == IG_RULE_BLOCKING;
 	int			others = s->blocked_total - (s->blocks_replay ? 1 : 0);
 	int			i;
 
@@ -107,7 +108,9 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 	appendStringInfo(&buf, "terminating connection because it %s for %.1f s ",
 					 ig_silence_words(s->reason),
 					 (double) (now - s->silent_since) / USECS_PER_SEC);
-	if (!blocking)
+	if (rule == IG_RULE_UNREACHABLE)
+		appendStringInfoString(&buf, "while holding locks, its client unreachable");
+	else if (!blocking)
 		appendStringInfoString(&buf, "while holding locks");
 	else if (s->blocks_replay && others > 0)
 		appendStringInfo(&buf, "while blocking WAL replay and %d other %s",
@@ -122,10 +125,18 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 	/* the rule, the setting and its value, the locks, the waiters */
 	resetStringInfo(&buf);
 	appendStringInfo(&buf, "idle_guard ended it by its %s rule: idle_guard.%s is ",
-					 blocking ? "blocking" : "idle",
-					 blocking ? "blocking_timeout" : "idle_timeout");
-	ig_append_duration(&buf, blocking ? s->policy.blocking_timeout_ms :
+					 idle_guard_rule_name(rule),
+					 rule == IG_RULE_BLOCKING ? "blocking_timeout" :
+					 rule == IG_RULE_UNREACHABLE ? "unreachable_timeout" :
+					 "idle_timeout");
+	ig_append_duration(&buf, rule == IG_RULE_BLOCKING ?
+					   s->policy.blocking_timeout_ms :
+					   rule == IG_RULE_UNREACHABLE ?
+					   s->policy.unreachable_timeout_ms :
 					   s->policy.idle_timeout_ms);
+	if (rule == IG_RULE_UNREACHABLE)
+		appendStringInfo(&buf, ", counted from its client's last acknowledgement %.1f s before",
+						 (double) s->tcp.last_ack_recv_ms / 1000.0);
 	appendStringInfo(&buf, ". It held %d %s", s->locks_held,
 					 s->locks_held == 1 ? "lock" : "locks");
 	if (s->strongest_mode != NoLock)
@@ -204,6 +215,13 @@ ig_emit_log_hook(ErrorData *edata)
 	edata->message = pstrdup(copy.message);
 	edata->detail = pstrdup(copy.detail);
 	edata->hint = pstrdup(copy.hint);
+
+	/*
+	 * The server log shows detail_log in place of detail when there is one:
+	 * from 18 on, "Signal sent by PID ..., UID ...".  Keep both there.
+	 */
+	if (edata->detail_log != NULL)
+		edata->detail_log = psprintf("%s %s", copy.detail, edata->detail_log);
 }
 
 /*

@@ -60,8 +60,9 @@ note("forgetful's psql (the writer is pid $wpid1):\n$error1");
 like($error1,
 	qr/FATAL:  57P01: $message1\nDETAIL:  $detail1\nHINT:  $hint1\n/,
 	'1: psql reads 57P01 with why, the rule and figures, and a hint');
+# from 18 on the log's detail also names the signal's sender
 $node->wait_for_log(
-	qr/\[$pid1\] forgetful FATAL:  $message1\n.*DETAIL:  $detail1\n.*HINT:  $hint1\n/,
+	qr/\[$pid1\] forgetful FATAL:  $message1\n.*DETAIL:  $detail1(?: Signal sent by PID \d+, UID \d+\.)?\n.*HINT:  $hint1\n/,
 	$offset);
 pass("1: the server log's FATAL line has the same words");
 $w1->quit;

@@ -78,6 +78,25 @@ sub sever
 		'tcp', 'dport', $port, 'drop');
 }
 
+# heal($client, $client_port): undo sever(), close the client, and wait
+# until the kernel has no socket left on that port: the server's side of
+# the severed connection may linger (unacknowledged data, FIN), and a new
+# connection from the same port would collide with it.
+sub heal
+{
+	my ($client, $client_port) = @_;
+	nft('flush', 'chain', 'inet', 'ig_test', 'in');
+	$client->close;
+	my $left = 1;
+	for (1 .. 300)
+	{
+		$left = `ss -Htan '( sport = :$client_port or dport = :$client_port )'`;
+		last if $left !~ /\S/;
+		usleep(100_000);
+	}
+	is($left, '', "no socket is left on port $client_port");
+}
+
 # link_of($pid): the client_link the report gives backend $pid.
 sub link_of
 {
@@ -163,6 +182,10 @@ my $f = ig_parse_log_line($line) // {};
 is(join('|', map { $f->{$_} // '' } qw(app rule action blocked link)),
 	'severed|unreachable|terminate|0|unreachable',
 	'c: LOG line: rule unreachable, nobody blocked, link unreachable');
+ok( $node->log_contains(
+		qr/\[$pid_c\] severed FATAL:  terminating connection because it was idle in transaction for [\d.]+ s while holding locks, its client unreachable\n.*DETAIL:  idle_guard ended it by its unreachable rule: idle_guard\.unreachable_timeout is 3s, counted from its client's last acknowledgement [\d.]+ s before\./,
+		$offset),
+	"c: the server log's FATAL says why (the client cannot read it)");
 my ($h_rule, $h_link, $state, $probes, $ack_ms) = split /,/,
   ig_history($node, $pid_c, 'rule', 'client_link',
 	"record->'client_link'->>'state'",
@@ -175,8 +198,7 @@ cmp_ok($ack_ms, '>=', $unreachable_ms,
 	'c: the record shows no ACK for unreachable_timeout');
 cmp_ok($ack_ms, '<', $unreachable_ms + IG_LATE_MS,
 	'c: acted on soon after unreachable_timeout');
-nft('flush', 'chain', 'inet', 'ig_test', 'in');
-$c_c->close;
+heal($c_c, $port_c);
 
 #
 # d. A Unix-socket client: local.
@@ -190,7 +212,7 @@ $s_d->quit;
 #
 SKIP:
 {
-	skip 'no ::1 in this network namespace', 3 unless $have_ipv6;
+	skip 'no ::1 in this network namespace', 4 unless $have_ipv6;
 	my ($c, $pid, $port) = silent_tcp('::1', 'ipv6');
 	is(link_of($pid), 'alive', 'e: an IPv6 client is found: alive');
 	sever($port);
@@ -199,8 +221,7 @@ SKIP:
 		  . "(SELECT 1) one LEFT JOIN idle_guard_report() ON pid = $pid",
 		't', 'e: severed: unreachable');
 	ig_wait_gone($node, $pid, 'e: ended by the unreachable rule');
-	nft('flush', 'chain', 'inet', 'ig_test', 'in');
-	$c->close;
+	heal($c, $port);
 }
 
 #

@@ -487,7 +487,9 @@ sub _fill
 		my $left = $deadline - time;
 		croak "IgWire: timed out waiting for the server (pid "
 		  . ($self->{pid} // '?') . ")"
-		  if $left <= 0 || !$sel->can_read($left);
+		  if $left <= 0;
+		# a signal (SIGCHLD of a stopped child) ends the wait early
+		next if !$sel->can_read($left);
 		my $got = sysread($self->{sock}, my $chunk, 65536);
 		if (!defined $got)
 		{
