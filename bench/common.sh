@@ -10,12 +10,19 @@
 #     test/soak/soak.sh, uses it too);
 #   - running SQL on the throwaway cluster (bench_sql) and waiting, bounded,
 #     for a condition (bench_wait_for);
+#   - a client that goes silent in a transaction until told to speak
+#     (bench_silent_client);
 #   - microsecond clocks and sleeping until a moment (bench_now_us,
 #     bench_sleep_until);
+#   - commits per 100 ms from pgbench's per-transaction logs
+#     (bench_commit_buckets);
 #   - the CPU time a process has used, from /proc (bench_cpu_ns);
 #   - the one-line description of the machine every table prints;
 #   - starting and stopping a private PgBouncer as the server user, on
 #     127.0.0.1 only (bench_pgbouncer_start, bench_pgbouncer_stop);
+#   - making a streaming hot standby of the cluster and waiting until it has
+#     caught up (bench_start_standby, bench_standby_caught_up);
+#   - when a server log line was written (bench_log_epoch);
 #   - loading a CSV file into a table of the cluster to summarise it in SQL.
 
 # ig_bench_prepare [NAME [PACKAGE...]]: what every bench/ script and the
@@ -40,6 +47,52 @@ ig_bench_prepare() {
 	ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
 		ig_die "could not build and install idle_guard"
 	ig_give_to_server_user "$RUN_DIR"
+}
+
+# bench_start_standby DIR FIRST_PORT EXTRA_CONF: make DIR/data a streaming
+# hot standby of the cluster (pg_basebackup -R over its Unix socket, as the
+# server user) and start it on the first free port from FIRST_PORT
+# (BENCH_STANDBY_PORT), on 127.0.0.1 and the cluster's socket directory,
+# logging to DIR/server.log; EXTRA_CONF (lines) is appended to the
+# postgresql.conf it copied.  Waits, bounded, until it streams.
+bench_start_standby() {
+	local dir=$1 first=$2 p
+	BENCH_STANDBY_PORT=
+	for p in $(seq "$first" $((first + 40))); do
+		if [ "$p" != "$IG_CLUSTER_PORT" ] && ig_port_free "$p"; then BENCH_STANDBY_PORT=$p && break; fi
+	done
+	[ -n "$BENCH_STANDBY_PORT" ] || { ig_warn "no free port in $first-$((first + 40))"; return 1; }
+	ig_say "making a streaming standby in $dir/data (port $BENCH_STANDBY_PORT)"
+	mkdir -p "$dir" && ig_give_to_server_user "$dir"
+	if ! ig_as_server_user timeout 120 "$BINDIR/pg_basebackup" -h "$RUN_DIR" -p "$IG_CLUSTER_PORT" \
+		-U postgres -D "$dir/data" -R -X stream -c fast --no-sync >"$dir/basebackup.log" 2>&1; then
+		cat "$dir/basebackup.log" >&2
+		ig_warn "pg_basebackup failed"
+		return 1
+	fi
+	printf '\n# --- standby, added by %s ---\nport = %s\n%s\n' "$IG_LOG_PREFIX" \
+		"$BENCH_STANDBY_PORT" "$3" >>"$dir/data/postgresql.conf"
+	ig_as_server_user "$BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||
+		{ ig_warn "the standby did not start"; return 1; }
+	IG_CLUSTER_PORT=$BENCH_STANDBY_PORT bench_wait_for \
+		"SELECT count(*) = 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'" 300 ||
+		{ ig_warn "the standby does not stream"; return 1; }
+}
+
+# bench_standby_caught_up: wait (30 s at most) until the standby of
+# bench_start_standby has replayed all that the cluster has written.
+bench_standby_caught_up() {
+	IG_CLUSTER_PORT=$BENCH_STANDBY_PORT bench_wait_for \
+		"SELECT pg_last_wal_replay_lsn() >= '$(bench_sql "SELECT pg_current_wal_lsn()")'" 300
+}
+
+# bench_log_epoch LOG PATTERN: the epoch (seconds, three decimals) of the
+# first line of the server log LOG that matches the extended regular
+# expression PATTERN, from its log_line_prefix's %m; nothing if none does.
+bench_log_epoch() {
+	local ts
+	ts=$(grep -a -m1 -E "$2" "$1" | awk '{ print $1, $2, $3 }') || true
+	[ -z "$ts" ] || date -d "$ts" +%s.%3N
 }
 
 # bench_sql SQL: run SQL on the cluster over its Unix socket, unaligned
@@ -74,6 +127,24 @@ bench_wait_for() {
 	return 1
 }
 
+# bench_silent_client DIR NAME CONNINFO SQL [MAX_S]: start, in the
+# background ($! is its pid), a psql client named NAME that runs SQL, stays
+# silent until the file DIR/speak appears or DIR goes (MAX_S seconds at
+# most, default 30), then runs SELECT 'alive'; COMMIT.  Its output, errors
+# included, goes to DIR/NAME.out: "alive" in it means it was never ended.
+bench_silent_client() {
+	local dir=$1 name=$2 max=${5:-30}
+	{
+		printf '%s\n' "$4"
+		for _ in $(seq 1 $((max * 20))); do
+			{ [ -e "$dir/speak" ] || [ ! -d "$dir" ]; } && break
+			sleep 0.05
+		done
+		printf '%s\n' "SELECT 'alive'; COMMIT;"
+	} 2>/dev/null | timeout $((max + 30)) "$BINDIR/psql" -X -At "$3 application_name=$name" \
+		>"$dir/$name.out" 2>&1 &
+}
+
 # bench_now_us: the wall clock in microseconds since the epoch.
 bench_now_us() {
 	local t=$EPOCHREALTIME
@@ -88,12 +159,32 @@ bench_us_to_s() {
 }
 
 # bench_sleep_until US: sleep until the epoch moment US (microseconds);
-# return at once if it has passed.
+# return at once if it has passed.  Sleeps a second at most at a time: bash
+# runs a signal's trap only once the sleep in progress ends.
 bench_sleep_until() {
 	local left
 	left=$(($1 - $(bench_now_us)))
+	while [ "$left" -gt 1000000 ]; do
+		sleep 1
+		left=$(($1 - $(bench_now_us)))
+	done
 	[ "$left" -gt 0 ] && sleep "$(bench_us_to_s "$left")"
 	return 0
+}
+
+# bench_commit_buckets ORIGIN FROM TO FILE...: transactions committed per
+# 100 ms in pgbench per-transaction logs (pgbench -l), bucket i covering
+# [ORIGIN + i/10, ORIGIN + (i+1)/10) s (ORIGIN in epoch seconds, i from FROM
+# to TO, both > -1000); prints "t_s,commits" lines, a missing bucket as 0.
+bench_commit_buckets() {
+	local origin=$1 from=$2 to=$3
+	shift 3
+	cat "$@" | awk -v s="$origin" -v from="$from" -v to="$to" '
+		$3 ~ /^[0-9]+$/ {
+			i = int(($5 + $6 / 1000000 - s + 100) * 10) - 1000
+			if (i >= from && i <= to) n[i]++
+		}
+		END { for (i = from; i <= to; i++) printf "%.1f,%d\n", i / 10, n[i] + 0 }'
 }
 
 # bench_cpu_ns PID: CPU time the process PID has used, in nanoseconds

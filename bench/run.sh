@@ -8,15 +8,18 @@
 # scripts/setup.sh, plus pgbouncer and gnuplot-nox), then runs, each on its
 # own throwaway server on 127.0.0.1 (ports 55400-55499):
 #   1. bench/recovery.sh    outage recovery against today's alternatives;
-#   2. bench/sweep_cost.sh  sweep cost at 100, 500 and 1000 connections;
+#   2. bench/sweep_cost.sh  sweep cost at 100, 500 and 1000 connections, over
+#                           TCP and the Unix socket; keepalive probes;
 #   3. bench/overhead.sh    throughput overhead, with a control;
-#   4. bench/precision.sh   deadline precision.
+#   4. bench/precision.sh   deadline precision;
+#   5. bench/standby.sh     WAL replay stopped by a silent session on a hot
+#                           standby, against max_standby_streaming_delay.
 # Each script builds and installs the current tree into the system's
 # PostgreSQL 15 first.  Results: bench/results/*.csv and *.png, each
-# script's table in bench/results/<name>.txt, and all four in
+# script's table in bench/results/<name>.txt, and all five in
 # bench/results/summary.txt, which this script prints at the end.
-# About 10 minutes on 2 cores; --quick (fewer and shorter rounds, for
-# development) about 3.  Each script is bounded by a timeout.
+# About 20 minutes on 2 cores; --quick (fewer and shorter rounds, for
+# development) about 7.  Each script is bounded by a timeout.
 
 set -euo pipefail
 
@@ -46,7 +49,7 @@ run_one() {
 		tee "$RESULTS/$name.log" | grep --line-buffered -E '^[a-z_]+: '
 	rc=${PIPESTATUS[0]}
 	set -e
-	grep -vE '^(setup|recovery|sweep_cost|overhead|precision): ' "$RESULTS/$name.log" \
+	grep -vE '^(setup|recovery|sweep_cost|overhead|precision|standby): ' "$RESULTS/$name.log" \
 		>"$RESULTS/$name.txt" || true
 	if [ "$rc" -ne 0 ]; then
 		ig_warn "$name failed (exit $rc); its whole output: bench/results/$name.log"
@@ -61,14 +64,15 @@ mkdir -p "$RESULTS"
 bash "$SCRIPT_DIR/../scripts/setup.sh" pgbouncer gnuplot-nox
 FAILED=()
 run_one recovery 600
-run_one sweep_cost 300
+run_one sweep_cost 480
 run_one overhead 600
 run_one precision 400
+run_one standby 1200
 
 {
 	echo "idle_guard benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), bash bench/run.sh ${QUICK[*]}"
 	echo "total run time: $((SECONDS / 60)) min $((SECONDS % 60)) s"
-	for name in recovery sweep_cost overhead precision; do
+	for name in recovery sweep_cost overhead precision standby; do
 		echo
 		echo "## $name"
 		cat "$RESULTS/$name.txt"

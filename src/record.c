@@ -232,28 +232,30 @@ ig_json_link(StringInfo buf, const IgRecord *rec)
 	ig_json_text(buf, "state", name, &first);
 	if (t->found)
 	{
-		ig_json_key(buf, "tcp_state", &first);
-		appendStringInfo(buf, "%u", t->state);
-		ig_json_key(buf, "last_ack_recv_ms", &first);
-		appendStringInfo(buf, "%u", t->last_ack_recv_ms);
-		ig_json_key(buf, "last_data_recv_ms", &first);
-		appendStringInfo(buf, "%u", t->last_data_recv_ms);
-		ig_json_key(buf, "last_data_sent_ms", &first);
-		appendStringInfo(buf, "%u", t->last_data_sent_ms);
-		ig_json_key(buf, "unacked", &first);
-		appendStringInfo(buf, "%u", t->unacked);
-		ig_json_key(buf, "retransmits", &first);
-		appendStringInfo(buf, "%u", t->retransmits);
-		ig_json_key(buf, "probes", &first);
-		appendStringInfo(buf, "%u", t->probes);
-		ig_json_key(buf, "backoff", &first);
-		appendStringInfo(buf, "%u", t->backoff);
-		ig_json_key(buf, "total_retrans", &first);
-		appendStringInfo(buf, "%u", t->total_retrans);
-		ig_json_key(buf, "snd_wnd", &first);
-		appendStringInfo(buf, "%u", t->snd_wnd);
-		ig_json_key(buf, "rto_ms", &first);
-		appendStringInfo(buf, "%u", t->rto_us / 1000);
+		const struct
+		{
+			const char *key;
+			uint32		value;
+		}			evidence[] = {
+			{"tcp_state", t->state},
+			{"last_ack_recv_ms", t->last_ack_recv_ms},
+			{"last_data_recv_ms", t->last_data_recv_ms},
+			{"last_data_sent_ms", t->last_data_sent_ms},
+			{"unacked", t->unacked},
+			{"retransmits", t->retransmits},
+			{"probes", t->probes},
+			{"backoff", t->backoff},
+			{"total_retrans", t->total_retrans},
+			{"snd_wnd", t->snd_wnd},
+			{"rto_ms", t->rto_us / 1000},
+		};
+		int			i;
+
+		for (i = 0; i < lengthof(evidence); i++)
+		{
+			ig_json_key(buf, evidence[i].key, &first);
+			appendStringInfo(buf, "%u", evidence[i].value);
+		}
 	}
 	appendStringInfoChar(buf, '}');
 }

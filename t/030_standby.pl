@@ -31,6 +31,7 @@ use FindBin;
 use lib $FindBin::RealBin;
 
 use IdleGuardTest;
+use IgWire;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -46,6 +47,7 @@ $primary->safe_psql('postgres',
 	join('', map { "CREATE TABLE $_ (a int); INSERT INTO $_ SELECT generate_series(1, 100);" }
 		qw(t u v w x)));
 my $standby = ig_standby($primary, 'standby',
+	listen_addresses => "'127.0.0.1'",
 	max_standby_streaming_delay => '-1',
 	hot_standby_feedback => 'off',
 	'idle_guard.idle_timeout' => "'${idle_ms}ms'");
@@ -106,9 +108,9 @@ my $pids = join(',', sort { $a <=> $b } ($startup_pid, $late_pid));
 is( ig_value($standby,
 		"SELECT blocked_direct, blocked_total, blocked_pids, blocks_replay, "
 		  . "replay_relation, rule, action, enforced, xmin_age IS NULL, "
-		  . "silent_for < interval '$timeout_ms ms' "
+		  . "silent_for < interval '$timeout_ms ms', client_link "
 		  . "FROM idle_guard_report() WHERE pid = $s1_pid"),
-	"1|2|{$pids}|t|t|blocking|terminate|t|t|t",
+	"1|2|{$pids}|t|t|blocking|terminate|t|t|t|local",
 	'report: the reader blocks replay and, behind it, the late reader');
 show('SELECT pid, application_name, silent_for, blocked_total, blocked_pids, rule, '
 	  . 'action, blocks_replay, replay_relation, xmin_age, enforced FROM idle_guard_report');
@@ -190,10 +192,17 @@ $a1->quit;
 $offset = -s $standby->logfile;
 my ($s3, $s3_pid) = ig_silent_session($standby, 'quiet',
 	"\\set VERBOSITY verbose\nBEGIN; SELECT count(*) FROM v;");
+my $tcp = IgWire->connect($standby, host => '127.0.0.1', application_name => 'tcp');
+$tcp->query_ok('BEGIN');
+$tcp->query_ok('SELECT count(*) FROM v');
+is( ig_value($standby,
+		'SELECT client_link FROM idle_guard_report() WHERE pid = ' . $tcp->pid),
+	'alive', "the kernel's view of a TCP client works on a standby too");
 ig_wait_sweep_after($standby, $s3_pid, $timeout_ms + 500);
 ok(ig_pid_alive($standby, $s3_pid),
 	'a silent session in no conflict is spared past blocking_timeout');
 ig_wait_gone($standby, $s3_pid, 'it is ended at idle_timeout');
+$tcp->close;
 my ($h_ms, $h) = split /,/,
   ig_history($standby, $s3_pid, 'extract(epoch FROM silent_for) * 1000',
 	'rule', 'action', 'detail', "record->'standby'->>'blocks_replay'"), 2;
