@@ -255,3 +255,22 @@ bench_pgbouncer_stop() {
 	done
 	rm -f "$pidfile"
 }
+
+# bench_parse_rounds ARG...: the options every multi-round benchmark takes,
+# "--rounds N" (1 to 20, default 3) and "--quick" (1 round); sets ROUNDS.
+# Exits with status 2 and the usage on anything else.  IG_LOG_PREFIX names
+# the script (bench/$IG_LOG_PREFIX.sh).
+bench_parse_rounds() {
+	ROUNDS=3
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--rounds) ROUNDS=${2:-}; shift 2 || shift ;;
+		--quick) ROUNDS=1; shift ;;
+		*) echo "usage: bash bench/$IG_LOG_PREFIX.sh [--rounds N] [--quick]" >&2; exit 2 ;;
+		esac
+	done
+	if ! [[ "$ROUNDS" =~ ^[0-9]+$ ]] || [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 20 ]; then
+		echo "$IG_LOG_PREFIX: --rounds takes 1 to 20" >&2
+		exit 2
+	fi
+}

@@ -44,25 +44,13 @@
 
 set -euo pipefail
 
-ROUNDS=3
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--rounds) ROUNDS=$2; shift 2 ;;
-	--quick) ROUNDS=1; shift ;;
-	*) echo "usage: bash bench/standby.sh [--rounds N] [--quick]" >&2; exit 2 ;;
-	esac
-done
-if ! [[ "$ROUNDS" =~ ^[0-9]+$ ]] || [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 20 ]; then
-	echo "standby: --rounds takes 1 to 20" >&2
-	exit 2
-fi
-
 IG_LOG_PREFIX=standby
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 # shellcheck source=scripts/lib.sh
 . "$SCRIPT_DIR/../scripts/lib.sh"
 # shellcheck source=bench/common.sh
 . "$SCRIPT_DIR/common.sh"
+bench_parse_rounds "$@"
 
 MAIN=(default forever delay2s idle_guard)
 CONTENDERS=("${MAIN[@]}" delay2s_active idle_guard_active)
