@@ -76,10 +76,10 @@ idle_guard_install_message_hook(void)
 /*
  * idle_guard_note_end
  *		Before the signal that ends session s: leave it the words its FATAL
- *		will carry, its silence counted up to now (the LOG line's figure).  by_conflict says the signal is the recovery-conflict
- *		one (SQLSTATE 40001 kept); otherwise SIGTERM, whose 57P01 becomes
- *		25P03 for an idle transaction when idle_guard.terminate_sqlstate
- *		says so.
+ *		will carry, its silence counted up to now (the LOG line's figure).
+ *		by_conflict says the signal is the recovery-conflict one (SQLSTATE
+ *		40001 kept); otherwise SIGTERM, whose 57P01 becomes 25P03 for an
+ *		idle transaction when idle_guard.terminate_sqlstate says so.
  */
 void
 idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
@@ -87,7 +87,8 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 	IgEndNote	note;
 	StringInfoData buf;
 	IgRule		rule = s->decision.rule;
-	bool		blocking = rule == IG_RULE_BLOCKING;
+	const char *setting;		/* the setting of the rule that fired */
+	int			setting_ms;
 	int			others = s->blocked_total - (s->blocks_replay ? 1 : 0);
 	int			i;
 
@@ -110,7 +111,7 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 					 (double) (now - s->silent_since) / USECS_PER_SEC);
 	if (rule == IG_RULE_UNREACHABLE)
 		appendStringInfoString(&buf, "while holding locks, its client unreachable");
-	else if (!blocking)
+	else if (rule != IG_RULE_BLOCKING)
 		appendStringInfoString(&buf, "while holding locks");
 	else if (s->blocks_replay && others > 0)
 		appendStringInfo(&buf, "while blocking WAL replay and %d other %s",
@@ -123,17 +124,25 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 	strlcpy(note.message, buf.data, sizeof(note.message));
 
 	/* the rule, the setting and its value, the locks, the waiters */
+	switch (rule)
+	{
+		case IG_RULE_BLOCKING:
+			setting = "blocking_timeout";
+			setting_ms = s->policy.blocking_timeout_ms;
+			break;
+		case IG_RULE_UNREACHABLE:
+			setting = "unreachable_timeout";
+			setting_ms = s->policy.unreachable_timeout_ms;
+			break;
+		default:
+			setting = "idle_timeout";
+			setting_ms = s->policy.idle_timeout_ms;
+			break;
+	}
 	resetStringInfo(&buf);
 	appendStringInfo(&buf, "idle_guard ended it by its %s rule: idle_guard.%s is ",
-					 idle_guard_rule_name(rule),
-					 rule == IG_RULE_BLOCKING ? "blocking_timeout" :
-					 rule == IG_RULE_UNREACHABLE ? "unreachable_timeout" :
-					 "idle_timeout");
-	ig_append_duration(&buf, rule == IG_RULE_BLOCKING ?
-					   s->policy.blocking_timeout_ms :
-					   rule == IG_RULE_UNREACHABLE ?
-					   s->policy.unreachable_timeout_ms :
-					   s->policy.idle_timeout_ms);
+					 idle_guard_rule_name(rule), setting);
+	ig_append_duration(&buf, setting_ms);
 	if (rule == IG_RULE_UNREACHABLE)
 		appendStringInfo(&buf, ", counted from its client's last acknowledgement %.1f s before",
 						 (double) s->tcp.last_ack_recv_ms / 1000.0);
