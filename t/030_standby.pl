@@ -86,9 +86,7 @@ sub replay_waits_on
 sub show
 {
 	my ($sql) = @_;
-	note("standby=# $sql\n"
-		  . $standby->safe_psql('postgres', $sql,
-			extra_params => [ '-P', 'format=aligned', '-P', 'tuples_only=off', '-x' ]));
+	note("standby=# $sql\n" . ig_psql_table($standby, $sql, expanded => 1));
 }
 
 #

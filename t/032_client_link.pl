@@ -258,11 +258,10 @@ ig_wait_for($node,
 	'f: closed, unreachable, alive, not reading and local at once');
 note("=# SELECT pid, application_name, client_addr, state, wait_event, silent_for, client_link\n"
 	  . "   FROM idle_guard_report ORDER BY pid;\n"
-	  . $node->safe_psql('postgres',
+	  . ig_psql_table($node,
 		"SELECT pid, application_name, client_addr, state, wait_event, "
 		  . "date_trunc('second', silent_for) AS silent_for, client_link "
-		  . "FROM idle_guard_report WHERE application_name IN ($apps) ORDER BY pid",
-		extra_params => [ '-P', 'format=aligned', '-P', 'tuples_only=off' ]));
+		  . "FROM idle_guard_report WHERE application_name IN ($apps) ORDER BY pid"));
 kill 'KILL', $f_child;
 IgWire->wait_child($f_child);
 nft('flush', 'chain', 'inet', 'ig_test', 'in');

@@ -42,6 +42,7 @@ our @EXPORT = qw(
   ig_close
   ig_client_error
   ig_value
+  ig_psql_table
   ig_history
   ig_wait_for
   ig_pid_alive
@@ -266,6 +267,18 @@ sub ig_value
 {
 	my ($node, $sql) = @_;
 	return $node->safe_psql('postgres', $sql);
+}
+
+# ig_psql_table($node, $sql, %opts): what an interactive psql shows for
+# $sql in database postgres, aligned with its header and row count (with
+# expanded => 1, one record per block, as \x does), for a note in the TAP
+# output that the docs quote.
+sub ig_psql_table
+{
+	my ($node, $sql, %opts) = @_;
+	my @params = ('-P', 'format=aligned', '-P', 'tuples_only=off');
+	push @params, '-x' if $opts{expanded};
+	return $node->safe_psql('postgres', $sql, extra_params => \@params);
 }
 
 # ig_history($node, $pid, @columns): what idle_guard_history() holds for
