@@ -274,3 +274,17 @@ bench_parse_rounds() {
 		exit 2
 	fi
 }
+
+# bench_interleave FUNC CONTENDER...: run "FUNC CONTENDER ROUND" for each of
+# ROUNDS rounds and each contender, the contenders' order rotating by one
+# from round to round, so that none always runs on a warmer or cooler
+# machine.
+bench_interleave() {
+	local fn=$1 r i
+	shift
+	for r in $(seq 1 "$ROUNDS"); do
+		for ((i = 0; i < $#; i++)); do
+			"$fn" "${@:$(((i + r - 1) % $# + 1)):1}" "$r"
+		done
+	done
+}

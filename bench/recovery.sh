@@ -243,11 +243,7 @@ PLOT_CSV="$REPO/bench/results/recovery_plot.csv"
 echo "contender,round,alter_s,alter_done_s,culprit_ended,harmless_killed,pgbench_aborted" >"$CSV"
 echo "contender,round,t_s,commits" >"$TPS_CSV"
 ig_say "$ROUNDS rounds x ${#CONTENDERS[@]} contenders, about $((WINDOW_S + 5)) s each"
-for r in $(seq 1 "$ROUNDS"); do
-	for i in "${!CONTENDERS[@]}"; do
-		trial "${CONTENDERS[$(((i + r - 1) % ${#CONTENDERS[@]}))]}" "$r"
-	done
-done
+bench_interleave trial "${CONTENDERS[@]}"
 
 bench_sql "CREATE TABLE tr (contender text, round int, alter_s float8, alter_done_s float8,
 	culprit_ended int, harmless_killed int, pgbench_aborted int);

@@ -219,11 +219,7 @@ PLOT_CSV="$REPO/bench/results/standby_plot.csv"
 echo "contender,round,window_s,ddl_s,reader_fatal_s,reader_sqlstate,statements_cancelled,ended_by_postgres,ended_by_idle_guard,pgbench_failed,pgbench_aborted" >"$CSV"
 echo "contender,round,t_s,reads,lag_bytes" >"$BUCKETS_CSV"
 ig_say "$ROUNDS rounds x ${#CONTENDERS[@]} contenders, about $((WINDOW_S + 6)) s each (the *_active pair $((ACTIVE_WINDOW_S + 6)) s)"
-for r in $(seq 1 "$ROUNDS"); do
-	for i in "${!CONTENDERS[@]}"; do
-		trial "${CONTENDERS[$(((i + r - 1) % ${#CONTENDERS[@]}))]}" "$r"
-	done
-done
+bench_interleave trial "${CONTENDERS[@]}"
 
 bench_sql "CREATE TABLE tr (contender text, round int, win int, ddl_s float8, fatal_s float8, sqlstate text,
 	cancelled int, by_pg int, by_ig int, pgbench_failed int, pgbench_aborted int);
