@@ -12,6 +12,12 @@
 set -euo pipefail
 
 IG_SERVER_USER=postgres
+
+# A build these scripts start (PostgreSQL's, idle_guard's) must not inherit
+# the state of a make that started the script (make sanitize, make soak):
+# PostgreSQL's Makefile.global generates its headers first only at
+# MAKELEVEL 0, and a jobserver in MAKEFLAGS would not be ours.
+unset MAKELEVEL MAKEFLAGS MFLAGS MAKEOVERRIDES
 : "${IG_LOG_PREFIX:=$(basename "${0%.sh}")}"
 
 ig_say() { printf '%s: %s\n' "$IG_LOG_PREFIX" "$*"; }
