@@ -36,9 +36,13 @@
  * "idle" (idle_timeout, whether or not anyone waits), each counted from
  * the start of the silence, and "unreachable" (unreachable_timeout),
  * counted from the last acknowledgement of a client the kernel finds
- * unreachable.  The earliest applicable deadline wins; a timeout of 0
- * disables its rule.  Only an unreachable client brings a deadline
- * closer: one whose kernel answers (alive, not reading) never does.
+ * unreachable, or from the start of the silence if that is later (a client
+ * lost during a long statement is given the same time once its session
+ * goes silent, and the worker, which cannot see a session go silent,
+ * wakes unreachable_timeout after each sweep at the latest: so it is never
+ * late).  The earliest applicable deadline wins; a timeout of 0 disables
+ * its rule.  Only an unreachable client brings a deadline closer: one
+ * whose kernel answers (alive, not reading) never does.
  *
  * A TCP client can become unreachable at any moment without notice, so
  * while the unreachable rule is on, a silent lock holder whose client is
@@ -89,7 +93,9 @@ idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 	if (facts->link == IG_LINK_UNREACHABLE &&
 		policy->unreachable_timeout_ms > 0)
 	{
-		TimestampTz unreachable_deadline = facts->unreachable_since +
+		TimestampTz since = Max(facts->unreachable_since,
+								facts->silent_since);
+		TimestampTz unreachable_deadline = since +
 			policy->unreachable_timeout_ms * IG_USECS_PER_MS;
 
 		if (out->rule == IG_RULE_NONE || unreachable_deadline < out->deadline)
@@ -315,15 +321,33 @@ idle_guard_rule_name(IgRule rule)
  *		Judge a TCP connection by its kernel's evidence.
  *
  * Closed: the peer sent FIN or RST (its side is closed, ours not yet).
- * Unreachable: data or probes (keepalive or zero-window) went out and
- * nothing has acknowledged anything for IG_LINK_UNREACHABLE_MIN_MS.  Not
- * reading: the peer advertises a zero window, and answers the probes (else
- * it would be unreachable).  Alive: its kernel acknowledges, whatever its
- * application does.  A socket not found is unknown.
+ *
+ * Unreachable needs evidence a live peer cannot produce, and nothing
+ * acknowledged for IG_LINK_UNREACHABLE_MIN_MS:
+ *	- data in flight retransmitted and still unacknowledged: a live peer
+ *	  acknowledges a retransmission of data at once, without a rate limit;
+ *	- or IG_LINK_UNANSWERED_PROBES probes in a row unanswered.  A live peer
+ *	  answers a keepalive probe within a round trip, and the next one is a
+ *	  keepalive interval later.  A live peer that stopped reading answers
+ *	  the zero-window probes (out-of-window segments) at most once per its
+ *	  tcp_invalid_ratelimit, so one probe may go unanswered: the first
+ *	  probe after an answered one.  Our kernel sends the probes at base <<
+ *	  backoff (base at least 200 ms, the backoff grown by one per probe,
+ *	  answered or not), so after an answer at backoff b >= 1 the next two
+ *	  probes come 2^b and 3 * 2^b bases later: two unanswered in a row
+ *	  would take a rate limit of 1.2 s or more (500 ms by default).  A dead
+ *	  peer leaves them all unanswered: the second 0.6 s after its last ACK
+ *	  at the earliest, while the backoff grows.
+ *
+ * Not reading: the peer advertises a zero window and answers probes often
+ * enough not to be unreachable.  Alive: its kernel acknowledges, whatever
+ * its application does.  A socket not found is unknown.
  */
 IgLink
 idle_guard_classify_link(const IgTcpFacts *tcp)
 {
+	bool		silent_peer;
+
 	if (!tcp->found)
 		return IG_LINK_UNKNOWN;
 	switch (tcp->state)
@@ -339,8 +363,10 @@ idle_guard_classify_link(const IgTcpFacts *tcp)
 		default:
 			return IG_LINK_UNKNOWN;
 	}
-	if ((tcp->retransmits > 0 || tcp->probes > 0) &&
-		tcp->last_ack_recv_ms >= IG_LINK_UNREACHABLE_MIN_MS)
+	silent_peer = tcp->last_ack_recv_ms >= IG_LINK_UNREACHABLE_MIN_MS;
+	if (silent_peer && tcp->retransmits > 0 && tcp->unacked > 0)
+		return IG_LINK_UNREACHABLE;
+	if (silent_peer && tcp->probes >= IG_LINK_UNANSWERED_PROBES)
 		return IG_LINK_UNREACHABLE;
 	if (tcp->snd_wnd == 0)
 		return IG_LINK_NOT_READING;

@@ -91,11 +91,21 @@ typedef struct IgTcpFacts
 } IgTcpFacts;
 
 /*
- * How long unacknowledged data or probes must have gone without an ACK
- * before the client counts as unreachable: a retransmission or an
- * unanswered probe on a healthy path is answered within a few RTOs.
+ * How long the peer must have acknowledged nothing, with a retransmission
+ * or probes unanswered, before its client counts as unreachable: on a
+ * healthy path a retransmission is answered within a few RTOs.
  */
 #define IG_LINK_UNREACHABLE_MIN_MS 1000
+
+/*
+ * How many probes in a row (zero-window or keepalive) the peer must have
+ * left unanswered.  One is not enough: a live peer that stopped reading
+ * answers out-of-window probes at most once per tcp_invalid_ratelimit
+ * (500 ms by default), so it may leave the probe after an answered one
+ * unanswered; two in a row span more than that (see
+ * idle_guard_classify_link).
+ */
+#define IG_LINK_UNANSWERED_PROBES 2
 
 /* What idle_guard does (or would do) to a session */
 typedef enum IgAction

@@ -7,10 +7,14 @@
  * Timing.  After a sweep at time T the worker sleeps until the earliest of:
  *	- each silent session's next deadline (or the moment its blocking
  *	  deadline passes, after which a new waiter would make it due);
- *	- T + the shortest enabled timeout: a session that turns silent after
- *	  T cannot have an earlier deadline than that;
+ *	- T + the shortest enabled timeout, unreachable_timeout included: a
+ *	  session that turns silent after T cannot have an earlier deadline
+ *	  than that (an unreachable deadline is never earlier than the start
+ *	  of the silence plus unreachable_timeout);
  *	- T + naptime, but only while some session is past its blocking
- *	  deadline without anyone waiting yet (waiters arrive without notice).
+ *	  deadline without anyone waiting yet (waiters arrive without notice),
+ *	  its silence is known only by observation, or, with the unreachable
+ *	  rule on, its client is on TCP (a link fails without notice).
  * So deadlines are met to the millisecond without polling, and a reload
  * (SIGHUP sets the latch) applies new values at once.  A backend that sets
  * its own policy (SET, or role and database settings at connection) sets
@@ -159,6 +163,8 @@ ig_sweep(void)
 										  policy.idle_timeout_ms);
 	shortest = idle_guard_shorter_timeout(shortest,
 										  policy.prepared_timeout_ms);
+	shortest = idle_guard_shorter_timeout(shortest,
+										  policy.unreachable_timeout_ms);
 	shortest = idle_guard_shorter_timeout(shortest,
 										  idle_guard_shortest_session_timeout());
 	if (shortest > 0)

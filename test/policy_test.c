@@ -252,8 +252,8 @@ test_decide_observed(void)
 
 /*
  * The unreachable rule: a lock holder whose client is unreachable is due
- * unreachable_timeout after the peer's last acknowledgement, before the
- * idle rule if that is earlier, and only when the link is unreachable;
+ * unreachable_timeout after the peer's last acknowledgement (or after the
+ * start of the silence, if later), before the idle rule if that is earlier, and only when the link is unreachable;
  * while the rule is on, a TCP client is polled every naptime.
  */
 static void
@@ -276,6 +276,16 @@ test_decide_unreachable(void)
 	check(d.rule == IG_RULE_UNREACHABLE && !d.due &&
 		  d.wake_at == NOW + MS(3000) && d.needs_poll, "unreachable",
 		  "not yet: wakes at its deadline, and polls");
+
+	/* lost during a long statement: counted from the start of the silence */
+	facts.silent_since = NOW - MS(1000);
+	facts.unreachable_since = NOW - MS(600000);
+	idle_guard_decide(&policy, &facts, NOW, &d);
+	check(d.rule == IG_RULE_UNREACHABLE && !d.due &&
+		  d.deadline == NOW + MS(4000), "unreachable",
+		  "never before the silence started plus unreachable_timeout");
+	facts.silent_since = NOW - MS(10000);
+	facts.unreachable_since = NOW - MS(2000);
 
 	facts.blocked_total = 1;
 	idle_guard_decide(&policy, &facts, NOW, &d);
@@ -322,7 +332,8 @@ typedef struct LinkCase
 } LinkCase;
 
 /*
- * The link classification.  Fields: found, state, retransmits, probes,
+ * The link classification, on the probe and ACK timelines of live and dead
+ * peers.  Fields: found, state, retransmits, probes,
  * backoff, unacked, total_retrans, last_ack_recv_ms, last_data_recv_ms,
  * last_data_sent_ms, snd_wnd, rto_us.
  */
@@ -337,12 +348,38 @@ test_classify_link(void)
 		{true, 1, 0, 0, 0, 0, 0, 100, 30000, 30000, 65536, 200000}, IG_LINK_ALIVE},
 		{"not reading: zero window, probes answered",
 		{true, 1, 0, 0, 0, 0, 0, 200, 9000, 10, 0, 200000}, IG_LINK_NOT_READING},
-		{"keepalive probe unanswered for 2 s",
-		{true, 1, 0, 1, 0, 0, 0, 2000, 9000, 9000, 65536, 200000}, IG_LINK_UNREACHABLE},
+
+		/*
+		 * A live peer that stopped reading, probes at 0.2, 0.6, 1.4, 3.0 s
+		 * after its window closed (base 200 ms, doubling): with a rate limit
+		 * of 500 ms or 1 s it answers 0.2 s, not 0.6 s, then 1.4 s.
+		 */
+		{"stopped reading, 1.3 s: one probe rate-limited (500 ms)",
+		{true, 1, 0, 1, 2, 0, 0, 1100, 9000, 1300, 0, 200000}, IG_LINK_NOT_READING},
+		{"stopped reading, 1.39 s: one probe rate-limited (1 s)",
+		{true, 1, 0, 1, 2, 0, 0, 1190, 9000, 1390, 0, 200000}, IG_LINK_NOT_READING},
+		{"stopped reading, 3.0 s: all answered since",
+		{true, 1, 0, 0, 4, 0, 0, 2, 9000, 3000, 0, 200000}, IG_LINK_NOT_READING},
+		{"stopped reading long ago: one probe in flight 20 s",
+		{true, 1, 0, 1, 8, 0, 0, 20000, 90000, 90000, 0, 200000}, IG_LINK_NOT_READING},
+
+		/* The same zero window, the peer gone at 0 s: nothing answered */
+		{"gone reader, 0.6 s: two probes unanswered, too soon",
+		{true, 1, 0, 2, 2, 0, 0, 600, 9000, 600, 0, 200000}, IG_LINK_NOT_READING},
+		{"gone reader, 1.0 s: two probes unanswered",
+		{true, 1, 0, 2, 2, 0, 0, 1000, 9000, 1000, 0, 200000}, IG_LINK_UNREACHABLE},
+		{"gone reader, 1.4 s: three probes unanswered",
+		{true, 1, 0, 3, 3, 0, 0, 1400, 9000, 1400, 0, 200000}, IG_LINK_UNREACHABLE},
+
+		/* Keepalives every 10 s to a vanished idle client */
+		{"one keepalive probe unanswered: maybe in flight",
+		{true, 1, 0, 1, 0, 0, 0, 10050, 10050, 10050, 65536, 200000}, IG_LINK_ALIVE},
+		{"two keepalive probes unanswered",
+		{true, 1, 0, 2, 0, 0, 0, 20000, 20000, 20000, 65536, 200000}, IG_LINK_UNREACHABLE},
+
+		/* Data in flight to a vanished peer, retransmitted */
 		{"data retransmitted, no ACK for 3 s",
 		{true, 1, 3, 0, 3, 1, 3, 3000, 9000, 3000, 65536, 1600000}, IG_LINK_UNREACHABLE},
-		{"zero-window probes unanswered: unreachable",
-		{true, 1, 0, 2, 2, 0, 0, 4000, 9000, 10, 0, 800000}, IG_LINK_UNREACHABLE},
 		{"one retransmission just now: not yet",
 		{true, 1, 1, 0, 1, 1, 1, 300, 9000, 300, 65536, 400000}, IG_LINK_ALIVE},
 		{"unacked but no retransmission yet",
