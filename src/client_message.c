@@ -143,8 +143,12 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 	appendStringInfo(&buf, "idle_guard ended it by its %s rule: idle_guard.%s is ",
 					 idle_guard_rule_name(rule), setting);
 	ig_append_duration(&buf, setting_ms);
-	if (rule == IG_RULE_UNREACHABLE)
+	if (rule == IG_RULE_UNREACHABLE &&
+		s->facts.unreachable_since >= s->facts.silent_since)
 		appendStringInfo(&buf, ", counted from its client's last acknowledgement %.1f s before",
+						 (double) s->tcp.last_ack_recv_ms / 1000.0);
+	else if (rule == IG_RULE_UNREACHABLE)
+		appendStringInfo(&buf, ", counted from the start of its silence (its client's last acknowledgement was %.1f s before)",
 						 (double) s->tcp.last_ack_recv_ms / 1000.0);
 	appendStringInfo(&buf, ". It held %d %s", s->locks_held,
 					 s->locks_held == 1 ? "lock" : "locks");

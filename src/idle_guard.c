@@ -222,9 +222,10 @@ _PG_init(void)
 
 	DefineCustomIntVariable("idle_guard.unreachable_timeout",
 							"How long a silent session may hold locks once the kernel finds its client unreachable.",
-							"Counted from the client's last acknowledgement; it applies whether "
-							"or not anyone waits, and only to TCP clients whose data or probes "
-							"go unacknowledged.  0 disables this rule.",
+							"Counted from the client's last acknowledgement, or from the start "
+							"of the silence if that is later; it applies whether or not anyone "
+							"waits, and only to TCP clients whose data or probes go "
+							"unacknowledged.  0 disables this rule.",
 							&idle_guard_unreachable_timeout,
 							IG_DEFAULT_UNREACHABLE_TIMEOUT_MS,
 							0, INT_MAX,

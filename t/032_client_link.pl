@@ -7,7 +7,7 @@
 #	   not ended at unreachable_timeout;
 #	b. a client that stops reading a large result: "not reading";
 #	c. a connection severed by an nftables drop rule on its port pair:
-#	   "unreachable" once a probe goes unanswered, then ended by the
+#	   "unreachable" once two probes go unanswered, then ended by the
 #	   unreachable rule although nobody waits and idle_timeout is far; the
 #	   record keeps the evidence;
 #	d. a Unix-socket client: "local";
@@ -21,27 +21,11 @@
 use strict;
 use warnings;
 
-# Re-run this file in a new user and network namespace, with the loopback
-# interface up, as the same user: the server, the clients and the rules
-# then live in it alone.
-BEGIN
-{
-	if (!$ENV{IG_NETNS})
-	{
-		$ENV{IG_NETNS} = 1;
-		$ENV{PATH} .= ':/usr/sbin:/sbin';
-		my ($gid) = split ' ', $(;
-		exec('unshare', '--user', '--net', "--map-user=$<", "--map-group=$gid",
-			'--keep-caps', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh',
-			$^X, (map { "-I$_" } grep { !ref } @INC), $0, @ARGV);
-		die "cannot run unshare: $!";
-	}
-}
-
 use FindBin;
 use lib $FindBin::RealBin;
 
 use IdleGuardTest;
+BEGIN { ig_enter_netns(); }
 use IgWire;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -58,66 +42,7 @@ my $node = ig_node('client_link',
 $node->safe_psql('postgres',
 	'CREATE TABLE t (a int); INSERT INTO t VALUES (1);');
 
-# The firewall of this namespace: one table, deleted at the end whatever
-# happens (and gone with the namespace anyway).
-sub nft { system('nft', @_) == 0 or die "nft @_ failed"; }
-nft('add', 'table', 'inet', 'ig_test');
-nft('add', 'chain', 'inet', 'ig_test', 'in',
-	'{ type filter hook input priority 0; }');
-END { system('nft', 'delete', 'table', 'inet', 'ig_test') if $ENV{IG_NETNS}; }
-
-# sever($client_port): drop every packet between the server and that
-# client port, both ways.
-sub sever
-{
-	my ($client_port) = @_;
-	my $port = $node->port;
-	nft('add', 'rule', 'inet', 'ig_test', 'in', 'tcp', 'sport', $port,
-		'tcp', 'dport', $client_port, 'drop');
-	nft('add', 'rule', 'inet', 'ig_test', 'in', 'tcp', 'sport', $client_port,
-		'tcp', 'dport', $port, 'drop');
-}
-
-# heal($client, $client_port): undo sever(), close the client, and wait
-# until the kernel has no socket left on that port: the server's side of
-# the severed connection may linger (unacknowledged data, FIN), and a new
-# connection from the same port would collide with it.
-sub heal
-{
-	my ($client, $client_port) = @_;
-	nft('flush', 'chain', 'inet', 'ig_test', 'in');
-	$client->close;
-	my $left = 1;
-	for (1 .. 300)
-	{
-		$left = `ss -Htan '( sport = :$client_port or dport = :$client_port )'`;
-		last if $left !~ /\S/;
-		usleep(100_000);
-	}
-	is($left, '', "no socket is left on port $client_port");
-}
-
-# link_of($pid): the client_link the report gives backend $pid.
-sub link_of
-{
-	my ($pid) = @_;
-	return ig_value($node,
-		"SELECT client_link FROM idle_guard_report() WHERE pid = $pid");
-}
-
-# silent_tcp($host, $app): a raw client over TCP that takes a lock and
-# goes silent.  Returns (the client, the backend pid, the client port).
-sub silent_tcp
-{
-	my ($host, $app) = @_;
-	my $c = IgWire->connect($node, host => $host, application_name => $app);
-	my $pid = $c->pid;
-	$c->query_ok('BEGIN');
-	$c->query_ok('SELECT * FROM t');
-	my $port = ig_value($node,
-		"SELECT client_port FROM pg_stat_activity WHERE pid = $pid");
-	return ($c, $pid, $port);
-}
+ig_firewall();
 
 is(ig_value($node, "SELECT current_setting('tcp_keepalives_idle')"),
 	'0', "a Unix-socket session keeps PostgreSQL's keepalive settings");
@@ -132,12 +57,12 @@ is(ig_value($node, "SELECT current_setting('tcp_keepalives_idle')"),
 #
 # a. Paused with SIGSTOP: alive, and spared by the unreachable rule.
 #
-my ($c_a, $pid_a) = silent_tcp('127.0.0.1', 'paused');
+my ($c_a, $pid_a) = ig_silent_tcp($node, '127.0.0.1', 'paused');
 # the connection now belongs to a child process, which is stopped
 my $child_a = $c_a->in_child(sub { sleep 600; return 0; });
 kill 'STOP', $child_a;
 ig_wait_sweep_after($node, $pid_a, $unreachable_ms + 2000);
-is(link_of($pid_a), 'alive', 'a: a paused client is alive: its kernel answers');
+is(ig_link_of($node, $pid_a), 'alive', 'a: a paused client is alive: its kernel answers');
 ok(ig_pid_alive($node, $pid_a),
 	'a: not ended past unreachable_timeout: alive never shortens a deadline');
 kill 'CONT', $child_a;
@@ -168,9 +93,9 @@ ig_value($node, "SELECT pg_terminate_backend($pid_a)");
 # c. Severed: unreachable, then ended by the unreachable rule.
 #
 my $offset = -s $node->logfile;
-my ($c_c, $pid_c, $port_c) = silent_tcp('127.0.0.1', 'severed');
-is(link_of($pid_c), 'alive', 'c: before the cut: alive');
-sever($port_c);
+my ($c_c, $pid_c, $port_c) = ig_silent_tcp($node, '127.0.0.1', 'severed');
+is(ig_link_of($node, $pid_c), 'alive', 'c: before the cut: alive');
+ig_sever($node, $port_c);
 ig_wait_for($node,
 	"SELECT client_link = 'unreachable' OR pid IS NULL FROM "
 	  . "(SELECT 1) one LEFT JOIN idle_guard_report() ON pid = $pid_c",
@@ -198,13 +123,13 @@ cmp_ok($ack_ms, '>=', $unreachable_ms,
 	'c: the record shows no ACK for unreachable_timeout');
 cmp_ok($ack_ms, '<', $unreachable_ms + IG_LATE_MS,
 	'c: acted on soon after unreachable_timeout');
-heal($c_c, $port_c);
+ig_heal($c_c, $port_c);
 
 #
 # d. A Unix-socket client: local.
 #
 my ($s_d, $pid_d) = ig_silent_session($node, 'unix', 'BEGIN; SELECT * FROM t;');
-is(link_of($pid_d), 'local', 'd: a Unix-socket client is local');
+is(ig_link_of($node, $pid_d), 'local', 'd: a Unix-socket client is local');
 $s_d->quit;
 
 #
@@ -213,15 +138,15 @@ $s_d->quit;
 SKIP:
 {
 	skip 'no ::1 in this network namespace', 4 unless $have_ipv6;
-	my ($c, $pid, $port) = silent_tcp('::1', 'ipv6');
-	is(link_of($pid), 'alive', 'e: an IPv6 client is found: alive');
-	sever($port);
+	my ($c, $pid, $port) = ig_silent_tcp($node, '::1', 'ipv6');
+	is(ig_link_of($node, $pid), 'alive', 'e: an IPv6 client is found: alive');
+	ig_sever($node, $port);
 	ig_wait_for($node,
 		"SELECT client_link = 'unreachable' OR pid IS NULL FROM "
 		  . "(SELECT 1) one LEFT JOIN idle_guard_report() ON pid = $pid",
 		't', 'e: severed: unreachable');
 	ig_wait_gone($node, $pid, 'e: ended by the unreachable rule');
-	heal($c, $port);
+	ig_heal($c, $port);
 }
 
 #
@@ -232,11 +157,11 @@ $node->append_conf('postgresql.conf', "idle_guard.unreachable_timeout = 0\n");
 $node->reload;
 ig_wait_for($node, "SELECT current_setting('idle_guard.unreachable_timeout')",
 	'0', 'f: the unreachable rule is off');
-my ($f_alive, $f_alive_pid) = silent_tcp('127.0.0.1', 'paused-app');
+my ($f_alive, $f_alive_pid) = ig_silent_tcp($node, '127.0.0.1', 'paused-app');
 my $f_child = $f_alive->in_child(sub { sleep 600; return 0; });
 kill 'STOP', $f_child;
-my ($f_cut, $f_cut_pid, $f_cut_port) = silent_tcp('127.0.0.1', 'lost-network');
-sever($f_cut_port);
+my ($f_cut, $f_cut_pid, $f_cut_port) = ig_silent_tcp($node, '127.0.0.1', 'lost-network');
+ig_sever($node, $f_cut_port);
 my %f_reader;
 for my $app ('slow-reader', 'gone-reader')
 {
@@ -264,7 +189,7 @@ note("=# SELECT pid, application_name, client_addr, state, wait_event, silent_fo
 		  . "FROM idle_guard_report WHERE application_name IN ($apps) ORDER BY pid"));
 kill 'KILL', $f_child;
 IgWire->wait_child($f_child);
-nft('flush', 'chain', 'inet', 'ig_test', 'in');
+system('nft', 'flush', 'chain', 'inet', 'ig_test', 'in');
 
 $node->stop;
 done_testing();

@@ -6,7 +6,9 @@
 #	the tests send them; the value of a query, and the history of a
 #	backend; the check of a termination (its LOG line, its history row,
 #	its timing within IG_LATE_MS of the deadline); polls with a deadline
-#	(never bare sleeps); and the parsing of idle_guard's LOG lines.
+#	(never bare sleeps); the parsing of idle_guard's LOG lines; and a
+#	network namespace of the test's own, with a firewall to sever TCP
+#	clients.
 #
 # Every wait here polls a condition until it holds or
 # $PostgreSQL::Test::Utils::timeout_default passes, then fails the test.
@@ -23,6 +25,7 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use IgWire;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -55,6 +58,12 @@ our @EXPORT = qw(
   ig_check_terminated
   ig_parse_log_line
   ig_log_lines
+  ig_enter_netns
+  ig_firewall
+  ig_sever
+  ig_heal
+  ig_silent_tcp
+  ig_link_of
 );
 
 # How late after its deadline an action may come and still count as "at
@@ -519,6 +528,112 @@ sub ig_log_lines
 	my $log = slurp_file($node->logfile, $offset);
 	$log =~ s/[^\n]*\z//;
 	return grep { /$regex/ } split /\n/, $log;
+}
+
+#
+# A network of the test's own: TCP clients whose packets a firewall drops
+#
+
+# ig_enter_netns(): re-run the calling test file in a new user and network
+# namespace, with the loopback interface up, as the same user: the server,
+# the clients and the firewall rules then live in it alone, the rules need
+# no root and die with the test.  Call it in a BEGIN block right after
+# "use IdleGuardTest", before any test runs (it execs).
+sub ig_enter_netns
+{
+	return if $ENV{IG_NETNS};
+	$ENV{IG_NETNS} = 1;
+	$ENV{PATH} .= ':/usr/sbin:/sbin';
+	my ($gid) = split ' ', $(;
+	exec('unshare', '--user', '--net', "--map-user=$<", "--map-group=$gid",
+		'--keep-caps', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh',
+		$^X, (map { "-I$_" } grep { !ref } @INC), $0, @ARGV);
+	die "cannot run unshare: $!";
+}
+
+my $ig_firewall_made = 0;
+
+# _ig_nft(@args): run nft with @args, or die.
+sub _ig_nft
+{
+	system('nft', @_) == 0 or die "nft @_ failed";
+	return;
+}
+
+# ig_firewall(): the namespace's firewall, one table with an input chain,
+# deleted at exit whatever happens (and gone with the namespace anyway).
+sub ig_firewall
+{
+	die "ig_firewall: not in the test's network namespace (ig_enter_netns)"
+	  unless $ENV{IG_NETNS};
+	_ig_nft('add', 'table', 'inet', 'ig_test');
+	_ig_nft('add', 'chain', 'inet', 'ig_test', 'in',
+		'{ type filter hook input priority 0; }');
+	$ig_firewall_made = 1;
+	return;
+}
+
+END { system('nft', 'delete', 'table', 'inet', 'ig_test') if $ig_firewall_made; }
+
+# ig_sever($node, $client_port): drop every packet between $node and that
+# client port, both ways.
+sub ig_sever
+{
+	my ($node, $client_port) = @_;
+	my $port = $node->port;
+	_ig_nft('add', 'rule', 'inet', 'ig_test', 'in', 'tcp', 'sport', $port,
+		'tcp', 'dport', $client_port, 'drop');
+	_ig_nft('add', 'rule', 'inet', 'ig_test', 'in', 'tcp', 'sport',
+		$client_port, 'tcp', 'dport', $port, 'drop');
+	return;
+}
+
+# ig_heal($client, $client_port): undo every ig_sever, close the IgWire
+# $client, and wait until the kernel has no socket left on that port: the
+# server's side of a severed connection may linger (unacknowledged data,
+# FIN), and a new connection from the same port would collide with it.
+# One test assertion.
+sub ig_heal
+{
+	my ($client, $client_port) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	_ig_nft('flush', 'chain', 'inet', 'ig_test', 'in');
+	$client->close;
+	my $left = 1;
+	my $deadline = time + 30;
+	while (time < $deadline)
+	{
+		$left = `ss -Htan '( sport = :$client_port or dport = :$client_port )'`;
+		last if $left !~ /\S/;
+		usleep(100_000);
+	}
+	is($left, '', "no socket is left on port $client_port");
+	return;
+}
+
+# ig_silent_tcp($node, $host, $app, $sql): a raw client (IgWire) over TCP
+# to $host that runs BEGIN and $sql (default: a read of table t) and goes
+# silent holding their locks.  Returns (the client, the backend pid, the
+# client port).
+sub ig_silent_tcp
+{
+	my ($node, $host, $app, $sql) = @_;
+	my $c = IgWire->connect($node, host => $host, application_name => $app);
+	my $pid = $c->pid;
+	$c->query_ok('BEGIN');
+	$c->query_ok($sql // 'SELECT * FROM t');
+	my $port = ig_value($node,
+		"SELECT client_port FROM pg_stat_activity WHERE pid = $pid");
+	return ($c, $pid, $port);
+}
+
+# ig_link_of($node, $pid): the client_link idle_guard_report() gives
+# backend $pid ('' if it shows none).
+sub ig_link_of
+{
+	my ($node, $pid) = @_;
+	return ig_value($node,
+		"SELECT client_link FROM idle_guard_report() WHERE pid = $pid");
 }
 
 1;

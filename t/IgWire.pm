@@ -43,6 +43,7 @@ use Carp;
 use IO::Select;
 use IO::Socket::IP;
 use IO::Socket::UNIX;
+use Socket ();
 use POSIX ();
 use Time::HiRes qw(time usleep);
 
@@ -60,7 +61,9 @@ sub _default_timeout
 #	$node: a PostgreSQL::Test::Cluster; its host (a socket directory, or an
 #	address) and port are used unless host/port are given.
 #	%opts: user (default $PGUSER or the OS user), dbname (default
-#	'postgres'), application_name, timeout (seconds, per read).
+#	'postgres'), application_name, timeout (seconds, per read), rcvbuf
+#	(the socket's receive buffer in bytes, SO_RCVBUF: a small one makes
+#	the client's window close soon after it stops reading).
 #	Dies, naming the reason, if the server refuses or asks for a password.
 sub connect
 {
@@ -87,10 +90,14 @@ sub connect
 	}
 	else
 	{
+		# SO_RCVBUF before connect(): the window scale is agreed on then
 		$self->{sock} = IO::Socket::IP->new(
 			PeerHost => $host,
 			PeerPort => $port,
-			Proto => 'tcp')
+			Proto => 'tcp',
+			Sockopts => defined $opts{rcvbuf}
+			? [ [ Socket::SOL_SOCKET(), Socket::SO_RCVBUF(), $opts{rcvbuf} ] ]
+			: [])
 		  or croak "IgWire: cannot connect to $host:$port: $!";
 	}
 	binmode $self->{sock};
