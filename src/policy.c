@@ -324,8 +324,13 @@ idle_guard_rule_name(IgRule rule)
  *
  * Unreachable needs evidence a live peer cannot produce, and nothing
  * acknowledged for IG_LINK_UNREACHABLE_MIN_MS:
- *	- data in flight retransmitted and still unacknowledged: a live peer
- *	  acknowledges a retransmission of data at once, without a rate limit;
+ *	- data in flight whose last two retransmissions went unanswered: the
+ *	  peer's last ACK is older than the last data we sent (the latest
+ *	  retransmission) by three quarters of the RTO or more.  The RTO
+ *	  doubles with each retransmission, so the one before the latest went
+ *	  out half an RTO before it, and the one before that a quarter earlier
+ *	  still.  A live peer answers a retransmission within a round trip,
+ *	  without a rate limit, even when it has no room to keep the data;
  *	- or IG_LINK_UNANSWERED_PROBES probes in a row unanswered.  A live peer
  *	  answers a keepalive probe within a round trip, and the next one is a
  *	  keepalive interval later.  A live peer that stopped reading answers
@@ -364,7 +369,10 @@ idle_guard_classify_link(const IgTcpFacts *tcp)
 			return IG_LINK_UNKNOWN;
 	}
 	silent_peer = tcp->last_ack_recv_ms >= IG_LINK_UNREACHABLE_MIN_MS;
-	if (silent_peer && tcp->retransmits > 0 && tcp->unacked > 0)
+	if (silent_peer && tcp->retransmits >= 2 && tcp->unacked > 0 &&
+		tcp->last_ack_recv_ms > tcp->last_data_sent_ms &&
+		(uint64) (tcp->last_ack_recv_ms - tcp->last_data_sent_ms) * 4000 >=
+		(uint64) tcp->rto_us * 3)
 		return IG_LINK_UNREACHABLE;
 	if (silent_peer && tcp->probes >= IG_LINK_UNANSWERED_PROBES)
 		return IG_LINK_UNREACHABLE;

@@ -377,11 +377,23 @@ test_classify_link(void)
 		{"two keepalive probes unanswered",
 		{true, 1, 0, 2, 0, 0, 0, 20000, 20000, 20000, 65536, 200000}, IG_LINK_UNREACHABLE},
 
-		/* Data in flight to a vanished peer, retransmitted */
-		{"data retransmitted, no ACK for 3 s",
-		{true, 1, 3, 0, 3, 1, 3, 3000, 9000, 3000, 65536, 1600000}, IG_LINK_UNREACHABLE},
+		/*
+		 * Data in flight to a vanished peer, sent at 0 s, retransmitted at
+		 * 0.2, 0.6, 1.4 s (RTO 200 ms, doubling), seen at 2.0 s
+		 */
+		{"data retransmitted three times, no ACK since",
+		{true, 1, 3, 0, 3, 1, 3, 2000, 9000, 600, 65536, 1600000}, IG_LINK_UNREACHABLE},
 		{"one retransmission just now: not yet",
-		{true, 1, 1, 0, 1, 1, 1, 300, 9000, 300, 65536, 400000}, IG_LINK_ALIVE},
+		{true, 1, 1, 0, 1, 1, 1, 300, 9000, 100, 65536, 400000}, IG_LINK_ALIVE},
+
+		/*
+		 * A live peer with no room that drops the data and answers each
+		 * retransmission (0.2, 0.6, 1.4, 3.0 s) within a millisecond
+		 */
+		{"retransmissions answered, seen at 2.9 s",
+		{true, 1, 3, 0, 3, 1, 3, 1499, 9000, 1500, 65536, 1600000}, IG_LINK_ALIVE},
+		{"retransmissions answered, the fourth in flight (timer 4 ms late)",
+		{true, 1, 4, 0, 4, 1, 4, 1603, 9000, 0, 65536, 3200000}, IG_LINK_ALIVE},
 		{"unacked but no retransmission yet",
 		{true, 1, 0, 0, 0, 1, 0, 5000, 9000, 100, 65536, 200000}, IG_LINK_ALIVE},
 		{"peer sent FIN: CLOSE_WAIT", {true, 8}, IG_LINK_CLOSED},
