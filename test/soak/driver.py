@@ -10,11 +10,15 @@
 # runs N client threads for S seconds.  Each client plays random scenarios
 # (see SCENARIOS) and logs, with timestamps, every session it opened and
 # every silence it kept.  Meanwhile the main thread reloads a changed policy
-# twice and logs when.  At the end it dumps idle_guard_history(),
+# twice and logs when, and a sampler thread reads idle_guard_report() every
+# SAMPLE_EVERY seconds on a connection of its own and logs what it promises
+# (rule, deadline, action of each silent session) for the oracle to hold
+# the worker to.  At the end it dumps idle_guard_history(),
 # idle_guard_stats() and the worker's memory into DIR, for test/soak/oracle.py:
 #
 #   DIR/sessions.jsonl  one line per connection: pid, backend start, end
 #   DIR/episodes.jsonl  one line per silence (or would-be silence)
+#   DIR/samples.jsonl   one line per sample of idle_guard_report()
 #   DIR/meta.json       policies, reloads, history, stats, worker RSS
 #
 # Time stamps are seconds since the epoch.  The start of a silence is read
@@ -41,6 +45,10 @@ import psycopg2.extensions
 ROLE = 'soak'
 EXEMPT_ROLE = 'soak_exempt'
 EXEMPT_APP_PREFIX = 'soak_etl_'
+# Sessions of this role have idle_guard.action = 'report' (ALTER ROLE ...
+# SET, in setup()): the worker reports them at their deadline and never
+# terminates them.
+REPORT_ROLE = 'soak_report'
 
 # scenario name -> weight.  What each one does is in Client.run_scenario.
 SCENARIOS = {
@@ -52,7 +60,24 @@ SCENARIOS = {
     'exempt': 1,          # silent blocking holder of an exempt role or app
     'active': 1,          # a long query holding locks, with a waiter
     'twostep': 1,         # wakes before the deadline, goes silent again
+    'reported': 1,        # like holder_blocking, for a role in report mode
 }
+
+# The sampler's pace, in seconds: several samples per naptime-and-slack
+# window of the oracle's promise check.
+SAMPLE_EVERY = 0.2
+
+# The sampler's query: each row of the report with what identifies its
+# episode (pid, backend start, start of the silence) and what it promises.
+# now() is the sampling query's start, before the report is computed: a
+# deadline before it had passed when the row was made.
+REPORT_SQL = '''
+SELECT r.pid, extract(epoch FROM a.backend_start)::float8,
+       extract(epoch FROM r.silent_since)::float8, r.silent_reason, r.rule,
+       extract(epoch FROM r.deadline)::float8, r.action, r.enforced,
+       r.client_link, r.blocked_total, extract(epoch FROM now())::float8 AS sampled_at
+FROM idle_guard_report() r LEFT JOIN pg_stat_activity a ON a.pid = r.pid
+WHERE r.pid IS NOT NULL'''
 
 # How the holder takes its lock, and how a waiter waits on it.  {k} is the
 # client's number.
@@ -93,7 +118,7 @@ class Log:
     def __init__(self, out):
         self.lock = threading.Lock()
         self.files = {name: open(os.path.join(out, name + '.jsonl'), 'w')
-                      for name in ('sessions', 'episodes', 'errors')}
+                      for name in ('sessions', 'episodes', 'errors', 'samples')}
 
     def write(self, name, rec):
         with self.lock:
@@ -211,6 +236,43 @@ class Waiter:
         return not self.thread.is_alive()
 
 
+class Sampler(threading.Thread):
+    """Reads idle_guard_report() every SAMPLE_EVERY seconds, on a
+    connection of its own, until stopped (at the latest at `until`), and
+    logs each sample: its time (the server's now()) and every row, for the
+    oracle's check that the worker keeps what the report promises."""
+
+    def __init__(self, ctx, until):
+        super().__init__(daemon=True)
+        self.ctx = ctx
+        self.until = until
+        self.stop = threading.Event()
+        self.samples = 0
+        self.rows = 0
+        self.failed = None
+
+    def run(self):
+        try:
+            conn = admin_connect(self.ctx.port, 'soak_sampler')
+            while not self.stop.is_set() and time.time() < self.until:
+                t0 = time.time()
+                rows = q(conn, REPORT_SQL)
+                if rows:
+                    self.ctx.log.write('samples', {'t': rows[0][-1],
+                                                   'rows': [list(r[:-1]) for r in rows]})
+                else:
+                    t = q(conn, 'SELECT extract(epoch FROM now())::float8')[0][0]
+                    self.ctx.log.write('samples', {'t': t, 'rows': []})
+                self.samples += 1
+                self.rows += len(rows)
+                self.stop.wait(max(0.0, SAMPLE_EVERY - (time.time() - t0)))
+            conn.close()
+        except Exception as e:
+            self.failed = f'{type(e).__name__}: {e}'
+            self.ctx.log.write('errors', {'client': 0, 'at': time.time(),
+                                          'what': 'sampler: ' + self.failed})
+
+
 class Client(threading.Thread):
     """One client: plays random scenarios until the run's end."""
 
@@ -304,7 +366,8 @@ class Client(threading.Thread):
             self.silent(s, name, S, S + length, locks=True, lock=lockkind, mode=mode)
             return
 
-        if name in ('holder_blocking', 'exempt'):
+        if name in ('holder_blocking', 'exempt', 'reported'):
+            why = None
             if name == 'exempt':
                 if r.random() < 0.5:
                     s = self.get_holder(user=EXEMPT_ROLE)
@@ -312,15 +375,16 @@ class Client(threading.Thread):
                 else:
                     s = self.get_holder(app=f'{EXEMPT_APP_PREFIX}{self.k}')
                     why = 'application'
+            elif name == 'reported':
+                s = self.get_holder(user=REPORT_ROLE)
             else:
                 s = self.get_holder()
-                why = None
             try:
                 S = s.execute(f'BEGIN; {take}; {NOW_SQL}', fetch=True)
-                w_off = r.uniform(0.0, B + 1.5) if name == 'holder_blocking' else 0.2
+                w_off = r.uniform(0.0, B + 1.5) if name != 'exempt' else 0.2
                 D = S + max(B, w_off)
                 mode = r.choice(['before', 'near', 'after', 'after']) \
-                    if name == 'holder_blocking' else 'after'
+                    if name != 'exempt' else 'after'
                 if mode == 'before':
                     E = max(D - r.uniform(0.4, 1.2), S + 0.2)
                 elif mode == 'near':
@@ -336,6 +400,7 @@ class Client(threading.Thread):
                     w.start()
                 self.silent(s, name, S, E, locks=True, lock=lockkind, mode=mode,
                             waiter_at=w.t_sent if w else None, exempt=why,
+                            report=(name == 'reported'),
                             after_wake=lambda: self.finish_waiter(w, name))
             finally:
                 if s is not self.holder:
@@ -435,9 +500,9 @@ class Context:
         self.stop_at = None
 
 
-def admin_connect(port):
+def admin_connect(port, app='soak_admin'):
     conn = psycopg2.connect(host='127.0.0.1', port=port, dbname='postgres',
-                            user='postgres', application_name='soak_admin',
+                            user='postgres', application_name=app,
                             connect_timeout=20)
     conn.autocommit = True
     return conn
@@ -472,14 +537,16 @@ def wait_until(pred, seconds, what):
 
 def setup(conn, clients):
     q(conn, 'CREATE EXTENSION IF NOT EXISTS idle_guard')
-    for role in (ROLE, EXEMPT_ROLE):
+    roles = (ROLE, EXEMPT_ROLE, REPORT_ROLE)
+    for role in roles:
         q(conn, f'CREATE ROLE {role} LOGIN')
+    q(conn, f"ALTER ROLE {REPORT_ROLE} SET idle_guard.action = 'report'")
     q(conn, 'CREATE TABLE soak_rows (id int PRIMARY KEY, v int NOT NULL)')
     q(conn, 'INSERT INTO soak_rows SELECT g, 0 FROM generate_series(1, %s) g', clients)
-    q(conn, f'GRANT ALL ON soak_rows TO {ROLE}, {EXEMPT_ROLE}')
+    q(conn, f"GRANT ALL ON soak_rows TO {', '.join(roles)}")
     for k in range(1, clients + 1):
         q(conn, f'CREATE TABLE soak_t{k} (a int); INSERT INTO soak_t{k} VALUES (1);'
-                f'GRANT ALL ON soak_t{k} TO {ROLE}, {EXEMPT_ROLE}')
+                f"GRANT ALL ON soak_t{k} TO {', '.join(roles)}")
 
 
 def reload_policy(conn, ctx, blocking_ms, idle_ms):
@@ -518,9 +585,18 @@ def main():
     wait_until(lambda: q(conn, 'SELECT worker_pid IS NOT NULL FROM idle_guard_stats()')[0][0],
                30, 'the worker')
     worker0, rss0 = worker_rss_kb(conn)
+    return run(args, ctx, conn, log, worker0, rss0)
 
+
+def run(args, ctx, conn, log, worker0, rss0):
+    """Run the clients, the sampler and the reloads; dump what the
+    oracle needs."""
+    # Every scenario lasts less than idle timeout + 6 s; then give up.
+    longest = (args.idle_ms + 1000) / 1000.0 + 30
     t_start = time.time()
     ctx.stop_at = t_start + args.duration
+    sampler = Sampler(ctx, ctx.stop_at + longest)
+    sampler.start()
     clients = [Client(ctx, k) for k in range(1, args.clients + 1)]
     for c in clients:
         c.start()
@@ -549,13 +625,17 @@ def main():
         alive = sum(c.is_alive() for c in clients)
         print(f'soak: t+{time.time() - t_start:.0f}s, {alive} clients running', flush=True)
 
-    # Every scenario lasts less than idle timeout + 6 s; then give up.
-    longest = (args.idle_ms + 1000) / 1000.0 + 30
     for c in clients:
         c.join(max(0.0, ctx.stop_at + longest - time.time()))
     stuck = [c.k for c in clients if c.is_alive()]
     failed = {c.k: c.failed for c in clients if c.failed}
     t_end = time.time()
+    # one more sample after the last client: the promises of the end too
+    time.sleep(2 * SAMPLE_EVERY)
+    sampler.stop.set()
+    sampler.join(30)
+    if sampler.is_alive() or sampler.failed:
+        failed[0] = f'sampler: {sampler.failed or "still running"}'
 
     worker1, rss1 = worker_rss_kb(conn)
     hist = q(conn, """
@@ -574,6 +654,7 @@ def main():
         't_start': t_start, 't_end': t_end,
         'policy0': {'blocking': args.blocking_ms / 1000.0, 'idle': args.idle_ms / 1000.0},
         'naptime': args.naptime_ms / 1000.0,
+        'sample_every': SAMPLE_EVERY, 'samples': sampler.samples, 'sample_rows': sampler.rows,
         'reloads': reloads,
         'worker_pid_start': worker0, 'worker_pid_end': worker1,
         'rss_start_kb': rss0, 'rss_warm_kb': rss_warm, 'rss_end_kb': rss1,

@@ -31,8 +31,26 @@
 # and to an episode by the silence's start.  The clients' side is whether
 # each session saw itself terminated.
 #
-# Prints a report and exits 1 on any wrong kill, missed action, or worker
-# RSS growth over --rss-bound-kb between warm-up and end; 0 otherwise.
+# The report's promises, an invariant over the driver's samples of
+# idle_guard_report() (samples.jsonl): a row whose deadline has passed
+# (deadline < the sample's now()), with enforced and action terminate or
+# report, is a promise about its episode (pid, backend start, start of the
+# silence), kept by naptime + PROMISE_SLACK after the moment it became
+# due: its deadline, if an earlier sample showed the same rule and
+# deadline before it passed (the facts held then), else the first sample
+# that showed it (a waiter that came late, a reload that moved the
+# deadline into the past, evidence that just arrived: it became due
+# between two samples).  A terminate promise is broken when a sample taken
+# later than that still shows the episode with a passed deadline and
+# action terminate; a report promise when the history has no "reported"
+# row for the episode by then.  Each sample is judged by the deadline it
+# shows, so a reload that moves a deadline makes a new promise, not a
+# broken one.  Exempt and "none" rows promise nothing.  Sessions of the
+# report role must be reported, never terminated.
+#
+# Prints a report and exits 1 on any wrong kill, missed action, broken
+# promise, or worker RSS growth over --rss-bound-kb between warm-up and
+# end; 0 otherwise.
 
 import argparse
 import json
@@ -45,6 +63,13 @@ WAKE_MARGIN = 0.25
 # The waiter is counted as waiting from when it sent its statement, at the
 # latest this much later.
 WAITER_DELAY = 0.2
+# Beyond naptime, how long after a deadline the worker may take to keep
+# the report's promise, as the sampler sees it: the signal's delivery, the
+# backend's exit (its row leaves the report only once it is gone) and the
+# history entry, on a loaded 2-core machine with some 150 clients, where
+# a process may wait several hundred milliseconds for a core; and the
+# sampler's own query, whose now() precedes the report it reads.
+PROMISE_SLACK = 1.5
 
 
 def load_jsonl(path):
@@ -159,6 +184,65 @@ def classify(ep, pol, grace):
     return 'either', early, 'woke close to the deadline'
 
 
+def check_promises(samples, hist, naptime):
+    """Judge the report's promises (see the header).  Returns (counts of
+    promises by action, the broken ones as lines, count of rows shown with
+    enforced false)."""
+    bound = naptime + PROMISE_SLACK
+    reported = {}
+    for h in hist:
+        if h['action'] == 'reported' and h['pid'] is not None:
+            since = h['silent_since'] if h['silent_since'] is not None \
+                else h['at'] - h['silent_for']
+            reported.setdefault(h['pid'], []).append((since, h['at']))
+    # every row, by episode (pid, start of the silence), in sample order
+    by_episode = {}
+    unenforced = 0
+    for smp in samples:
+        for row in smp['rows']:
+            r = dict(zip(('pid', 'backend_start', 'since', 'reason', 'rule', 'deadline',
+                          'action', 'enforced', 'link', 'blocked'), row))
+            r['t'] = smp['t']
+            unenforced += r['enforced'] is False
+            if r['since'] is not None:
+                by_episode.setdefault((r['pid'], round(r['since'], 6)), []).append(r)
+    counts = {'terminate': 0, 'report': 0}
+    broken = []
+    for (pid, since), rows in by_episode.items():
+        shown = []     # [rule, action, deadline, first sample showing it, judged]
+        for i, r in enumerate(rows):
+            if not (r['enforced'] and r['action'] in counts and r['deadline'] is not None):
+                continue
+            p = next((x for x in shown if x[0] == r['rule'] and x[1] == r['action']
+                      and abs(x[2] - r['deadline']) <= 0.01), None)
+            if p is None:
+                p = [r['rule'], r['action'], r['deadline'], r['t'], False]
+                shown.append(p)
+            if r['deadline'] >= r['t'] or p[4]:
+                continue  # not passed yet, or judged already
+            p[4] = True
+            counts[r['action']] += 1
+            # due at its deadline if the same promise was shown before it
+            # passed, else at the latest when first shown
+            ref = p[2] if p[3] <= p[2] else p[3]
+            later = next((x for x in rows[i + 1:] if x['t'] > ref + bound), None)
+            if later is None:
+                continue  # the episode ended in time: nothing to hold it to
+            what = (f"pid {pid} (backend start {r['backend_start'] or 0:.3f}), silent since "
+                    f"{since:.3f}, rule {r['rule']}, deadline {p[2]:.3f} "
+                    f"(+{p[2] - since:.3f}s), action {r['action']}, due at {ref:.3f}")
+            if r['action'] == 'terminate':
+                if later['action'] == 'terminate' and later['enforced'] and \
+                        later['deadline'] is not None and later['deadline'] < later['t']:
+                    broken.append(f"{what}: still there {later['t'] - ref:.3f}s later "
+                                  f"(rule {later['rule']}, link {later['link']})")
+            elif not any(abs(s - since) <= 0.002 and at <= ref + bound
+                         for s, at in reported.get(pid, [])):
+                broken.append(f"{what}: no report in the history by +{bound:.1f}s, "
+                              f"still silent {later['t'] - ref:.3f}s later")
+    return counts, broken, unenforced
+
+
 def pct(values, p):
     if not values:
         return None
@@ -177,6 +261,7 @@ def main():
     sessions = load_jsonl(os.path.join(args.dir, 'sessions.jsonl'))
     episodes = load_jsonl(os.path.join(args.dir, 'episodes.jsonl'))
     errors = load_jsonl(os.path.join(args.dir, 'errors.jsonl'))
+    samples = load_jsonl(os.path.join(args.dir, 'samples.jsonl'))
     pol = Policies(meta)
     naptime = meta['naptime']
     problems = []      # lines explaining each failure
@@ -228,6 +313,8 @@ def main():
             wrong.append(f'{where}: no client session had that pid then')
         elif ep is None:
             wrong.append(f"{where}: a {s['kind']} session, in no logged silence")
+        elif ep.get('report') and h['action'] == 'terminated':
+            wrong.append(f"{where}: terminated, but its role's action is report")
         elif ep['class'] == 'must_not':
             wrong.append(f"{where}: {ep['scenario']} ({ep['why']}), woke "
                          f"{ep['E'] - ep['S']:.3f}s into the silence, due "
@@ -259,7 +346,8 @@ def main():
     lateness = []
     latest = []  # (lateness, episode, history entry)
     for e in episodes:
-        acts = [h for h in e['actions'] if h['action'] == 'terminated']
+        expected = 'reported' if e.get('report') else 'terminated'
+        acts = [h for h in e['actions'] if h['action'] == expected]
         if e['class'] == 'must' and not acts:
             missed.append(f"{e['scenario']} pid {e['pid']} silent {e['E'] - e['S']:.3f}s, "
                           f"due at +{e['due'] - e['S']:.3f}s, killed seen: {e.get('killed')}")
@@ -277,6 +365,10 @@ def main():
     if stats['terminated'] != n_term:
         problems.append(f"stats count {stats['terminated']} terminations, "
                         f"the history {n_term} (history_size too small?)")
+    n_rep = sum(1 for h in hist if h['action'] == 'reported')
+    if stats['reported'] != n_rep:
+        problems.append(f"stats count {stats['reported']} reports, "
+                        f"the history {n_rep} (history_size too small?)")
     if meta['worker_pid_start'] != meta['worker_pid_end']:
         problems.append(f"the worker changed: pid {meta['worker_pid_start']} at the start, "
                         f"{meta['worker_pid_end']} at the end")
@@ -294,15 +386,21 @@ def main():
         problems.append(f'{len(missed)} missed action(s)')
     if wrong:
         problems.append(f'{len(wrong)} wrong kill(s)')
+    promises, broken, unenforced = check_promises(samples, hist, naptime)
+    if broken:
+        problems.append(f'{len(broken)} broken promise(s) of the report')
+    if not samples:
+        problems.append('no sample of the report')
 
     # Report
     holders = [s for s in sessions if s['kind'] == 'holder']
     by_scen = {}
     for e in episodes:
         d = by_scen.setdefault(e['scenario'], {'must': 0, 'must_not': 0, 'either': 0,
-                                               'acted': 0})
+                                               'acted': 0, 'reported': 0})
         d[e['class']] += 1
         d['acted'] += any(h['action'] == 'terminated' for h in e['actions'])
+        d['reported'] += any(h['action'] == 'reported' for h in e['actions'])
     rules = {}
     for h in acted:
         rules[h['rule']] = rules.get(h['rule'], 0) + 1
@@ -324,11 +422,12 @@ def main():
                     for r in meta['reloads']))
     print()
     print(f"{'scenario':<16} {'episodes':>8} {'must':>6} {'either':>6} {'must_not':>8} "
-          f"{'terminated':>10}")
+          f"{'terminated':>10} {'reported':>8}")
     for name in sorted(by_scen):
         d = by_scen[name]
         print(f"{name:<16} {sum(d[c] for c in ('must', 'either', 'must_not')):>8} "
-              f"{d['must']:>6} {d['either']:>6} {d['must_not']:>8} {d['acted']:>10}")
+              f"{d['must']:>6} {d['either']:>6} {d['must_not']:>8} {d['acted']:>10} "
+              f"{d['reported']:>8}")
     print()
     print(f'sessions:          {len(sessions)} ({len(holders)} holders, '
           f'{len(sessions) - len(holders)} waiters)')
@@ -359,15 +458,23 @@ def main():
         print(f"  late by {ms(x)}: {e['scenario']} pid {e['pid']} rule {h['rule']}, "
               f"waiter at {sms(e['waiter_at'] - e['S']) if e.get('waiter_at') else '-'}, "
               f"due at +{ms(d - e['S'])}, acted at +{ms(h['at'] - e['S'])}")
+    print(f"promises:          {len(samples)} samples of the report, "
+          f"{sum(len(x['rows']) for x in samples)} rows; {promises['terminate']} passed "
+          f"terminate deadlines, {promises['report']} passed report deadlines; "
+          f"{unenforced} rows not enforced")
+    print(f'broken promises:   {len(broken)} (kept within naptime + {PROMISE_SLACK}s of the '
+          'deadline, or of the first sample showing it due)')
     print(f'client errors:     {len(errors)}')
     for x in errors[:10]:
         print(f"  client {x['client']}: {x['what']}")
-    for title, lst in (('WRONG KILL', wrong), ('MISSED', missed), ('ANOMALY', anomalies),
+    for title, lst in (('WRONG KILL', wrong), ('MISSED', missed),
+                       ('BROKEN PROMISE', broken), ('ANOMALY', anomalies),
                        ('FAIL', problems)):
         for x in lst[:30]:
             print(f'{title}: {x}')
     verdict = 'PASS' if not problems else 'FAIL'
     print(f'soak: {verdict}: {len(wrong)} wrong kills, {len(missed)} missed, '
+          f'{len(broken)} broken promises, '
           f'{len(must)} must / {len(acted)} acted, RSS growth '
           f"{rss_growth if rss_growth is not None else '?'} kB")
     return 0 if not problems else 1

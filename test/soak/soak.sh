@@ -21,18 +21,21 @@
 #      prefix, a history large enough for the whole run, log lines with
 #      millisecond timestamps;
 #   3. test/soak/driver.py runs the clients (random scenarios, each logged
-#      with timestamps) and reloads a changed policy twice mid-run, then
-#      dumps idle_guard_history(), idle_guard_stats() and the worker's RSS;
+#      with timestamps) and reloads a changed policy twice mid-run, samples
+#      idle_guard_report() every 200 ms, then dumps idle_guard_history(),
+#      idle_guard_stats() and the worker's RSS;
 #   4. test/soak/oracle.py decides from the clients' logs which sessions
-#      had to be terminated and which must not be touched, checks the
-#      history and the clients' own view against that, and prints the
-#      report;
+#      had to be terminated (or reported) and which must not be touched,
+#      checks the history and the clients' own view against that, checks
+#      that every deadline the report showed as passed was kept (the
+#      report's promises), and prints the report;
 #   5. the server log is searched for crashes.
 #
-# Exits non-zero on any wrong kill, missed action, worker RSS growth over
-# 1024 kB after the warm-up, worker restart or crash.  Talks to 127.0.0.1
-# only; every wait is bounded (the driver gives up 30 s after the longest
-# scenario could end, the whole run after duration + 10 minutes).
+# Exits non-zero on any wrong kill, missed action, broken promise, worker
+# RSS growth over 1024 kB after the warm-up, worker restart or crash.
+# Talks to 127.0.0.1 only; every wait is bounded (the driver gives up 30 s
+# after the longest scenario could end, the whole run after duration + 10
+# minutes).
 
 set -euo pipefail
 
@@ -91,8 +94,10 @@ trap cleanup EXIT
 # directory: /tmp/idle_guard_soak*.
 ig_bench_prepare idle_guard_soak python3-psycopg2
 
-# Two connections per client, the admin's, and room to spare.
-MAX_CONN=$((CLIENTS * 2 + 40))
+# Three connections per client at most (its holder and its waiter, kept
+# open, and the session of a scenario that needs one of its own: another
+# role), the admin's, the sampler's, and room to spare.
+MAX_CONN=$((CLIENTS * 3 + 40))
 ig_start_cluster "$RUN_DIR" "$BINDIR" 55600 "shared_preload_libraries = 'idle_guard'
 max_connections = $MAX_CONN
 autovacuum = off
