@@ -25,6 +25,16 @@
 # possible in that window: the earliest due moment uses whichever is
 # stricter, the latest the one that is laxer.
 #
+# Two scenarios have rules of their own.  A severed client (its packets
+# dropped from cut_at on) must be ended by the unreachable rule, between
+# S + unreachable_timeout (its deadline is never earlier) and max(S,
+# cut_at) + unreachable_timeout + naptime + PROMISE_SLACK (its last ACK
+# came before the cut); ended by another rule, or too early, is a wrong
+# kill, too late a failure.  A client that stopped reading (not_reading) is
+# live: the unreachable rule must never end it, nor anything else, as its
+# silence ends before idle_timeout and nobody waits on it.  The unreachable
+# rule on any other session is a wrong kill.
+#
 # The server's side is idle_guard_history() (every action, with pid, time,
 # rule, and the silence's start), matched to the sessions by pid and time
 # (a session is pid + backend start, so a reused pid is another session),
@@ -166,9 +176,24 @@ def due_moments(ep, pol):
     return early, late
 
 
-def classify(ep, pol, grace):
+def severed_window(ep, unreachable, naptime):
+    """(earliest, latest) moment a severed client's session may be ended
+    by the unreachable rule: not before the silence's start plus
+    unreachable_timeout, nor later than naptime + PROMISE_SLACK after
+    max(start, cut) + unreachable_timeout (its last ACK came before the
+    cut)."""
+    return (ep['S'] + unreachable - 0.01,
+            max(ep['S'], ep['cut_at']) + unreachable + naptime + PROMISE_SLACK)
+
+
+def classify(ep, pol, grace, unreachable=None, naptime=None):
     """('must' | 'must_not' | 'either', due moment or None, reason); the
     due moment is the earliest one (see due_moments)."""
+    if ep.get('severed'):
+        early, late = severed_window(ep, unreachable, naptime)
+        if ep['E'] > late:
+            return 'must', early, 'severed past unreachable_timeout'
+        return 'either', early, 'severed, healed early'
     if ep.get('active'):
         return 'must_not', None, 'active query'
     if not ep.get('locks'):
@@ -264,6 +289,7 @@ def main():
     samples = load_jsonl(os.path.join(args.dir, 'samples.jsonl'))
     pol = Policies(meta)
     naptime = meta['naptime']
+    unreachable = meta.get('unreachable')
     problems = []      # lines explaining each failure
     wrong = []         # wrong kills
     anomalies = []     # odd but not failing on its own
@@ -285,7 +311,8 @@ def main():
 
     # Classify every episode
     for ep in episodes:
-        ep['class'], ep['due'], ep['why'] = classify(ep, pol, args.late_grace)
+        ep['class'], ep['due'], ep['why'] = classify(ep, pol, args.late_grace,
+                                                     unreachable, naptime)
         ep['actions'] = []
 
     # Match the history to sessions and episodes
@@ -313,6 +340,15 @@ def main():
             wrong.append(f'{where}: no client session had that pid then')
         elif ep is None:
             wrong.append(f"{where}: a {s['kind']} session, in no logged silence")
+        elif h['rule'] == 'unreachable' and not ep.get('severed'):
+            wrong.append(f"{where}: {ep['scenario']}: rule unreachable, but nothing cut its "
+                         f"client off (link {h['client_link']})")
+        elif ep.get('severed') and h['rule'] != 'unreachable':
+            wrong.append(f"{where}: a severed client, ended by rule {h['rule']}, "
+                         'not unreachable')
+        elif ep.get('severed') and h['at'] < severed_window(ep, unreachable, naptime)[0]:
+            wrong.append(f"{where}: a severed client, ended {h['at'] - ep['S']:.3f}s into "
+                         f'its silence, before unreachable_timeout')
         elif ep.get('report') and h['action'] == 'terminated':
             wrong.append(f"{where}: terminated, but its role's action is report")
         elif ep['class'] == 'must_not':
@@ -345,12 +381,26 @@ def main():
     missed = []
     lateness = []
     latest = []  # (lateness, episode, history entry)
+    unreach_late = []  # severed: the action after its deadline (from the record)
+    severed_late = []  # severed: ended after its window
     for e in episodes:
         expected = 'reported' if e.get('report') else 'terminated'
         acts = [h for h in e['actions'] if h['action'] == expected]
         if e['class'] == 'must' and not acts:
             missed.append(f"{e['scenario']} pid {e['pid']} silent {e['E'] - e['S']:.3f}s, "
                           f"due at +{e['due'] - e['S']:.3f}s, killed seen: {e.get('killed')}")
+        if e.get('severed'):
+            for h in acts[:1]:
+                if h['at'] > severed_window(e, unreachable, naptime)[1]:
+                    severed_late.append(
+                        f"severed pid {e['pid']}: cut at +{e['cut_at'] - e['S']:.3f}s, ended "
+                        f"at +{h['at'] - e['S']:.3f}s, later than max(start, cut) + "
+                        f"unreachable_timeout + naptime + {PROMISE_SLACK}s")
+                if h['rule'] == 'unreachable' and h['last_ack_recv_ms'] is not None:
+                    since = h['silent_since'] if h['silent_since'] is not None else e['S']
+                    d = max(h['at'] - h['last_ack_recv_ms'] / 1000.0, since) + unreachable
+                    unreach_late.append(h['at'] - d)
+            continue  # not timed by the idle and blocking rules
         if acts and e['due'] is not None and e['class'] != 'must_not':
             d = explained_due(e, pol, acts[0]['at'])
             lateness.append(acts[0]['at'] - d)
@@ -386,11 +436,31 @@ def main():
         problems.append(f'{len(missed)} missed action(s)')
     if wrong:
         problems.append(f'{len(wrong)} wrong kill(s)')
+    if severed_late:
+        problems.append(f'{len(severed_late)} severed client(s) ended late')
     promises, broken, unenforced = check_promises(samples, hist, naptime)
     if broken:
         problems.append(f'{len(broken)} broken promise(s) of the report')
     if not samples:
         problems.append('no sample of the report')
+    if meta.get('severed_scenario') and not any(e.get('severed') for e in episodes):
+        problems.append('no severed client ran')
+    if not any(e.get('not_reading') for e in episodes):
+        problems.append('no not_reading client ran')
+
+    # What the samples saw of the clients that stopped reading
+    seen_by_pid = {}
+    for smp in samples:
+        for row in smp['rows']:
+            seen_by_pid.setdefault(row[0], []).append((smp['t'], row[3], row[8]))
+    nr_eps = [e for e in episodes if e.get('not_reading')]
+    nr_seen = 0
+    nr_links = {}
+    for e in nr_eps:
+        rows = [x for x in seen_by_pid.get(e['pid'], []) if e['S'] <= x[0] <= e['E']]
+        nr_seen += any(reason == 'client not reading' for _, reason, _ in rows)
+        for _, _, link in rows:
+            nr_links[link] = nr_links.get(link, 0) + 1
 
     # Report
     holders = [s for s in sessions if s['kind'] == 'holder']
@@ -458,6 +528,19 @@ def main():
         print(f"  late by {ms(x)}: {e['scenario']} pid {e['pid']} rule {h['rule']}, "
               f"waiter at {sms(e['waiter_at'] - e['S']) if e.get('waiter_at') else '-'}, "
               f"due at +{ms(d - e['S'])}, acted at +{ms(h['at'] - e['S'])}")
+    sev = [e for e in episodes if e.get('severed')]
+    sev_unreach = sum(any(h['action'] == 'terminated' and h['rule'] == 'unreachable'
+                          for h in e['actions']) for e in sev)
+    print(f'severed:           {len(sev)} clients cut off, {sev_unreach} ended by rule '
+          f'unreachable, {len(severed_late)} late; after the unreachable deadline '
+          f'(last ACK or start of silence, + {unreachable}s): '
+          f'p50 {ms(pct(unreach_late, 50))}, max {ms(max(unreach_late) if unreach_late else None)}')
+    print(f"not reading:       {len(nr_eps)} clients ("
+          f"{sum(e.get('mode') == 'resumes' for e in nr_eps)} resumed, "
+          f"{sum(e.get('mode') == 'closes' for e in nr_eps)} closed), "
+          f"{nr_seen} seen by the report as 'client not reading', "
+          f"{sum(bool(e['actions']) for e in nr_eps)} acted on; their link in the samples: "
+          + (', '.join(f'{k} {v}' for k, v in sorted(nr_links.items(), key=str)) or '-'))
     print(f"promises:          {len(samples)} samples of the report, "
           f"{sum(len(x['rows']) for x in samples)} rows; {promises['terminate']} passed "
           f"terminate deadlines, {promises['report']} passed report deadlines; "
@@ -467,7 +550,7 @@ def main():
     print(f'client errors:     {len(errors)}')
     for x in errors[:10]:
         print(f"  client {x['client']}: {x['what']}")
-    for title, lst in (('WRONG KILL', wrong), ('MISSED', missed),
+    for title, lst in (('WRONG KILL', wrong), ('MISSED', missed), ('LATE', severed_late),
                        ('BROKEN PROMISE', broken), ('ANOMALY', anomalies),
                        ('FAIL', problems)):
         for x in lst[:30]:
