@@ -459,8 +459,13 @@ def main():
     for e in nr_eps:
         rows = [x for x in seen_by_pid.get(e['pid'], []) if e['S'] <= x[0] <= e['E']]
         nr_seen += any(reason == 'client not reading' for _, reason, _ in rows)
-        for _, _, link in rows:
+        for t, _, link in rows:
             nr_links[link] = nr_links.get(link, 0) + 1
+            if link == 'unreachable':
+                # not a failure unless it was ended (a wrong kill above),
+                # but evidence a live client should not produce
+                anomalies.append(f"not_reading pid {e['pid']} ({e['mode']}) shown unreachable "
+                                 f"{t - e['S']:.3f}s into its pause of {e['E'] - e['S']:.3f}s")
 
     # Report
     holders = [s for s in sessions if s['kind'] == 'holder']
