@@ -212,7 +212,8 @@ def classify(ep, pol, grace, unreachable=None, naptime=None):
 def check_promises(samples, hist, naptime):
     """Judge the report's promises (see the header).  Returns (counts of
     promises by action, the broken ones as lines, count of rows shown with
-    enforced false)."""
+    enforced false, the longest a terminate promise was seen unkept after
+    it became due)."""
     bound = naptime + PROMISE_SLACK
     reported = {}
     for h in hist:
@@ -233,6 +234,7 @@ def check_promises(samples, hist, naptime):
                 by_episode.setdefault((r['pid'], round(r['since'], 6)), []).append(r)
     counts = {'terminate': 0, 'report': 0}
     broken = []
+    longest = 0.0
     for (pid, since), rows in by_episode.items():
         shown = []     # [rule, action, deadline, first sample showing it, judged]
         for i, r in enumerate(rows):
@@ -250,6 +252,11 @@ def check_promises(samples, hist, naptime):
             # due at its deadline if the same promise was shown before it
             # passed, else at the latest when first shown
             ref = p[2] if p[3] <= p[2] else p[3]
+            if r['action'] == 'terminate':
+                longest = max([longest] + [x['t'] - ref for x in rows[i:]
+                                           if x['action'] == 'terminate' and x['enforced']
+                                           and x['deadline'] is not None
+                                           and x['deadline'] < x['t']])
             later = next((x for x in rows[i + 1:] if x['t'] > ref + bound), None)
             if later is None:
                 continue  # the episode ended in time: nothing to hold it to
@@ -265,7 +272,7 @@ def check_promises(samples, hist, naptime):
                          for s, at in reported.get(pid, [])):
                 broken.append(f"{what}: no report in the history by +{bound:.1f}s, "
                               f"still silent {later['t'] - ref:.3f}s later")
-    return counts, broken, unenforced
+    return counts, broken, unenforced, longest
 
 
 def pct(values, p):
@@ -438,7 +445,7 @@ def main():
         problems.append(f'{len(wrong)} wrong kill(s)')
     if severed_late:
         problems.append(f'{len(severed_late)} severed client(s) ended late')
-    promises, broken, unenforced = check_promises(samples, hist, naptime)
+    promises, broken, unenforced, unkept = check_promises(samples, hist, naptime)
     if broken:
         problems.append(f'{len(broken)} broken promise(s) of the report')
     if not samples:
@@ -548,9 +555,9 @@ def main():
           + (', '.join(f'{k} {v}' for k, v in sorted(nr_links.items(), key=str)) or '-'))
     print(f"promises:          {len(samples)} samples of the report, "
           f"{sum(len(x['rows']) for x in samples)} rows; {promises['terminate']} passed "
-          f"terminate deadlines, {promises['report']} passed report deadlines; "
-          f"{unenforced} rows not enforced")
-    print(f'broken promises:   {len(broken)} (kept within naptime + {PROMISE_SLACK}s of the '
+          f"terminate deadlines (seen unkept at most {ms(unkept)} after due), "
+          f"{promises['report']} passed report deadlines; {unenforced} rows not enforced")
+    print(f'broken promises: {len(broken)} (each kept within naptime + {PROMISE_SLACK}s of its '
           'deadline, or of the first sample showing it due)')
     print(f'client errors:     {len(errors)}')
     for x in errors[:10]:
