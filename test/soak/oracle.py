@@ -25,14 +25,42 @@
 # possible in that window: the earliest due moment uses whichever is
 # stricter, the latest the one that is laxer.
 #
+# Two scenarios have rules of their own.  A severed client (its packets
+# dropped from cut_at on) must be ended by the unreachable rule, between
+# S + unreachable_timeout (its deadline is never earlier) and max(S,
+# cut_at) + unreachable_timeout + naptime + PROMISE_SLACK (its last ACK
+# came before the cut); ended by another rule, or too early, is a wrong
+# kill, too late a failure.  A client that stopped reading (not_reading) is
+# live: the unreachable rule must never end it, nor anything else, as its
+# silence ends before idle_timeout and nobody waits on it.  The unreachable
+# rule on any other session is a wrong kill.
+#
 # The server's side is idle_guard_history() (every action, with pid, time,
 # rule, and the silence's start), matched to the sessions by pid and time
 # (a session is pid + backend start, so a reused pid is another session),
 # and to an episode by the silence's start.  The clients' side is whether
 # each session saw itself terminated.
 #
-# Prints a report and exits 1 on any wrong kill, missed action, or worker
-# RSS growth over --rss-bound-kb between warm-up and end; 0 otherwise.
+# The report's promises, an invariant over the driver's samples of
+# idle_guard_report() (samples.jsonl): a row whose deadline has passed
+# (deadline < the sample's now()), with enforced and action terminate or
+# report, is a promise about its episode (pid, backend start, start of the
+# silence), kept by naptime + PROMISE_SLACK after the moment it became
+# due: its deadline, if an earlier sample showed the same rule and
+# deadline before it passed (the facts held then), else the first sample
+# that showed it (a waiter that came late, a reload that moved the
+# deadline into the past, evidence that just arrived: it became due
+# between two samples).  A terminate promise is broken when a sample taken
+# later than that still shows the episode with a passed deadline and
+# action terminate; a report promise when the history has no "reported"
+# row for the episode by then.  Each sample is judged by the deadline it
+# shows, so a reload that moves a deadline makes a new promise, not a
+# broken one.  Exempt and "none" rows promise nothing.  Sessions of the
+# report role must be reported, never terminated.
+#
+# Prints a report and exits 1 on any wrong kill, missed action, broken
+# promise, or worker RSS growth over --rss-bound-kb between warm-up and
+# end; 0 otherwise.
 
 import argparse
 import json
@@ -45,6 +73,13 @@ WAKE_MARGIN = 0.25
 # The waiter is counted as waiting from when it sent its statement, at the
 # latest this much later.
 WAITER_DELAY = 0.2
+# Beyond naptime, how long after a deadline the worker may take to keep
+# the report's promise, as the sampler sees it: the signal's delivery, the
+# backend's exit (its row leaves the report only once it is gone) and the
+# history entry, on a loaded 2-core machine with some 150 clients, where
+# a process may wait several hundred milliseconds for a core; and the
+# sampler's own query, whose now() precedes the report it reads.
+PROMISE_SLACK = 1.5
 
 
 def load_jsonl(path):
@@ -141,9 +176,24 @@ def due_moments(ep, pol):
     return early, late
 
 
-def classify(ep, pol, grace):
+def severed_window(ep, unreachable, naptime):
+    """(earliest, latest) moment a severed client's session may be ended
+    by the unreachable rule: not before the silence's start plus
+    unreachable_timeout, nor later than naptime + PROMISE_SLACK after
+    max(start, cut) + unreachable_timeout (its last ACK came before the
+    cut)."""
+    return (ep['S'] + unreachable - 0.01,
+            max(ep['S'], ep['cut_at']) + unreachable + naptime + PROMISE_SLACK)
+
+
+def classify(ep, pol, grace, unreachable=None, naptime=None):
     """('must' | 'must_not' | 'either', due moment or None, reason); the
     due moment is the earliest one (see due_moments)."""
+    if ep.get('severed'):
+        early, late = severed_window(ep, unreachable, naptime)
+        if ep['E'] > late:
+            return 'must', early, 'severed past unreachable_timeout'
+        return 'either', early, 'severed, healed early'
     if ep.get('active'):
         return 'must_not', None, 'active query'
     if not ep.get('locks'):
@@ -157,6 +207,72 @@ def classify(ep, pol, grace):
     if late is not None and E > late + grace:
         return 'must', early, 'silent past the deadline'
     return 'either', early, 'woke close to the deadline'
+
+
+def check_promises(samples, hist, naptime):
+    """Judge the report's promises (see the header).  Returns (counts of
+    promises by action, the broken ones as lines, count of rows shown with
+    enforced false, the longest a terminate promise was seen unkept after
+    it became due)."""
+    bound = naptime + PROMISE_SLACK
+    reported = {}
+    for h in hist:
+        if h['action'] == 'reported' and h['pid'] is not None:
+            since = h['silent_since'] if h['silent_since'] is not None \
+                else h['at'] - h['silent_for']
+            reported.setdefault(h['pid'], []).append((since, h['at']))
+    # every row, by episode (pid, start of the silence), in sample order
+    by_episode = {}
+    unenforced = 0
+    for smp in samples:
+        for row in smp['rows']:
+            r = dict(zip(('pid', 'backend_start', 'since', 'reason', 'rule', 'deadline',
+                          'action', 'enforced', 'link', 'blocked'), row))
+            r['t'] = smp['t']
+            unenforced += r['enforced'] is False
+            if r['since'] is not None:
+                by_episode.setdefault((r['pid'], round(r['since'], 6)), []).append(r)
+    counts = {'terminate': 0, 'report': 0}
+    broken = []
+    longest = 0.0
+    for (pid, since), rows in by_episode.items():
+        shown = []     # [rule, action, deadline, first sample showing it, judged]
+        for i, r in enumerate(rows):
+            if not (r['enforced'] and r['action'] in counts and r['deadline'] is not None):
+                continue
+            p = next((x for x in shown if x[0] == r['rule'] and x[1] == r['action']
+                      and abs(x[2] - r['deadline']) <= 0.01), None)
+            if p is None:
+                p = [r['rule'], r['action'], r['deadline'], r['t'], False]
+                shown.append(p)
+            if r['deadline'] >= r['t'] or p[4]:
+                continue  # not passed yet, or judged already
+            p[4] = True
+            counts[r['action']] += 1
+            # due at its deadline if the same promise was shown before it
+            # passed, else at the latest when first shown
+            ref = p[2] if p[3] <= p[2] else p[3]
+            if r['action'] == 'terminate':
+                longest = max([longest] + [x['t'] - ref for x in rows[i:]
+                                           if x['action'] == 'terminate' and x['enforced']
+                                           and x['deadline'] is not None
+                                           and x['deadline'] < x['t']])
+            later = next((x for x in rows[i + 1:] if x['t'] > ref + bound), None)
+            if later is None:
+                continue  # the episode ended in time: nothing to hold it to
+            what = (f"pid {pid} (backend start {r['backend_start'] or 0:.3f}), silent since "
+                    f"{since:.3f}, rule {r['rule']}, deadline {p[2]:.3f} "
+                    f"(+{p[2] - since:.3f}s), action {r['action']}, due at {ref:.3f}")
+            if r['action'] == 'terminate':
+                if later['action'] == 'terminate' and later['enforced'] and \
+                        later['deadline'] is not None and later['deadline'] < later['t']:
+                    broken.append(f"{what}: still there {later['t'] - ref:.3f}s later "
+                                  f"(rule {later['rule']}, link {later['link']})")
+            elif not any(abs(s - since) <= 0.002 and at <= ref + bound
+                         for s, at in reported.get(pid, [])):
+                broken.append(f"{what}: no report in the history by +{bound:.1f}s, "
+                              f"still silent {later['t'] - ref:.3f}s later")
+    return counts, broken, unenforced, longest
 
 
 def pct(values, p):
@@ -177,8 +293,10 @@ def main():
     sessions = load_jsonl(os.path.join(args.dir, 'sessions.jsonl'))
     episodes = load_jsonl(os.path.join(args.dir, 'episodes.jsonl'))
     errors = load_jsonl(os.path.join(args.dir, 'errors.jsonl'))
+    samples = load_jsonl(os.path.join(args.dir, 'samples.jsonl'))
     pol = Policies(meta)
     naptime = meta['naptime']
+    unreachable = meta.get('unreachable')
     problems = []      # lines explaining each failure
     wrong = []         # wrong kills
     anomalies = []     # odd but not failing on its own
@@ -200,7 +318,8 @@ def main():
 
     # Classify every episode
     for ep in episodes:
-        ep['class'], ep['due'], ep['why'] = classify(ep, pol, args.late_grace)
+        ep['class'], ep['due'], ep['why'] = classify(ep, pol, args.late_grace,
+                                                     unreachable, naptime)
         ep['actions'] = []
 
     # Match the history to sessions and episodes
@@ -228,6 +347,17 @@ def main():
             wrong.append(f'{where}: no client session had that pid then')
         elif ep is None:
             wrong.append(f"{where}: a {s['kind']} session, in no logged silence")
+        elif h['rule'] == 'unreachable' and not ep.get('severed'):
+            wrong.append(f"{where}: {ep['scenario']}: rule unreachable, but nothing cut its "
+                         f"client off (link {h['client_link']})")
+        elif ep.get('severed') and h['rule'] != 'unreachable':
+            wrong.append(f"{where}: a severed client, ended by rule {h['rule']}, "
+                         'not unreachable')
+        elif ep.get('severed') and h['at'] < severed_window(ep, unreachable, naptime)[0]:
+            wrong.append(f"{where}: a severed client, ended {h['at'] - ep['S']:.3f}s into "
+                         f'its silence, before unreachable_timeout')
+        elif ep.get('report') and h['action'] == 'terminated':
+            wrong.append(f"{where}: terminated, but its role's action is report")
         elif ep['class'] == 'must_not':
             wrong.append(f"{where}: {ep['scenario']} ({ep['why']}), woke "
                          f"{ep['E'] - ep['S']:.3f}s into the silence, due "
@@ -258,11 +388,26 @@ def main():
     missed = []
     lateness = []
     latest = []  # (lateness, episode, history entry)
+    unreach_late = []  # severed: the action after its deadline (from the record)
+    severed_late = []  # severed: ended after its window
     for e in episodes:
-        acts = [h for h in e['actions'] if h['action'] == 'terminated']
+        expected = 'reported' if e.get('report') else 'terminated'
+        acts = [h for h in e['actions'] if h['action'] == expected]
         if e['class'] == 'must' and not acts:
             missed.append(f"{e['scenario']} pid {e['pid']} silent {e['E'] - e['S']:.3f}s, "
                           f"due at +{e['due'] - e['S']:.3f}s, killed seen: {e.get('killed')}")
+        if e.get('severed'):
+            for h in acts[:1]:
+                if h['at'] > severed_window(e, unreachable, naptime)[1]:
+                    severed_late.append(
+                        f"severed pid {e['pid']}: cut at +{e['cut_at'] - e['S']:.3f}s, ended "
+                        f"at +{h['at'] - e['S']:.3f}s, later than max(start, cut) + "
+                        f"unreachable_timeout + naptime + {PROMISE_SLACK}s")
+                if h['rule'] == 'unreachable' and h['last_ack_recv_ms'] is not None:
+                    since = h['silent_since'] if h['silent_since'] is not None else e['S']
+                    d = max(h['at'] - h['last_ack_recv_ms'] / 1000.0, since) + unreachable
+                    unreach_late.append(h['at'] - d)
+            continue  # not timed by the idle and blocking rules
         if acts and e['due'] is not None and e['class'] != 'must_not':
             d = explained_due(e, pol, acts[0]['at'])
             lateness.append(acts[0]['at'] - d)
@@ -277,6 +422,10 @@ def main():
     if stats['terminated'] != n_term:
         problems.append(f"stats count {stats['terminated']} terminations, "
                         f"the history {n_term} (history_size too small?)")
+    n_rep = sum(1 for h in hist if h['action'] == 'reported')
+    if stats['reported'] != n_rep:
+        problems.append(f"stats count {stats['reported']} reports, "
+                        f"the history {n_rep} (history_size too small?)")
     if meta['worker_pid_start'] != meta['worker_pid_end']:
         problems.append(f"the worker changed: pid {meta['worker_pid_start']} at the start, "
                         f"{meta['worker_pid_end']} at the end")
@@ -294,15 +443,46 @@ def main():
         problems.append(f'{len(missed)} missed action(s)')
     if wrong:
         problems.append(f'{len(wrong)} wrong kill(s)')
+    if severed_late:
+        problems.append(f'{len(severed_late)} severed client(s) ended late')
+    promises, broken, unenforced, unkept = check_promises(samples, hist, naptime)
+    if broken:
+        problems.append(f'{len(broken)} broken promise(s) of the report')
+    if not samples:
+        problems.append('no sample of the report')
+    if meta.get('severed_scenario') and not any(e.get('severed') for e in episodes):
+        problems.append('no severed client ran')
+    if not any(e.get('not_reading') for e in episodes):
+        problems.append('no not_reading client ran')
+
+    # What the samples saw of the clients that stopped reading
+    seen_by_pid = {}
+    for smp in samples:
+        for row in smp['rows']:
+            seen_by_pid.setdefault(row[0], []).append((smp['t'], row[3], row[8]))
+    nr_eps = [e for e in episodes if e.get('not_reading')]
+    nr_seen = 0
+    nr_links = {}
+    for e in nr_eps:
+        rows = [x for x in seen_by_pid.get(e['pid'], []) if e['S'] <= x[0] <= e['E']]
+        nr_seen += any(reason == 'client not reading' for _, reason, _ in rows)
+        for t, _, link in rows:
+            nr_links[link] = nr_links.get(link, 0) + 1
+            if link == 'unreachable':
+                # not a failure unless it was ended (a wrong kill above),
+                # but evidence a live client should not produce
+                anomalies.append(f"not_reading pid {e['pid']} ({e['mode']}) shown unreachable "
+                                 f"{t - e['S']:.3f}s into its pause of {e['E'] - e['S']:.3f}s")
 
     # Report
     holders = [s for s in sessions if s['kind'] == 'holder']
     by_scen = {}
     for e in episodes:
         d = by_scen.setdefault(e['scenario'], {'must': 0, 'must_not': 0, 'either': 0,
-                                               'acted': 0})
+                                               'acted': 0, 'reported': 0})
         d[e['class']] += 1
         d['acted'] += any(h['action'] == 'terminated' for h in e['actions'])
+        d['reported'] += any(h['action'] == 'reported' for h in e['actions'])
     rules = {}
     for h in acted:
         rules[h['rule']] = rules.get(h['rule'], 0) + 1
@@ -324,11 +504,12 @@ def main():
                     for r in meta['reloads']))
     print()
     print(f"{'scenario':<16} {'episodes':>8} {'must':>6} {'either':>6} {'must_not':>8} "
-          f"{'terminated':>10}")
+          f"{'terminated':>10} {'reported':>8}")
     for name in sorted(by_scen):
         d = by_scen[name]
         print(f"{name:<16} {sum(d[c] for c in ('must', 'either', 'must_not')):>8} "
-              f"{d['must']:>6} {d['either']:>6} {d['must_not']:>8} {d['acted']:>10}")
+              f"{d['must']:>6} {d['either']:>6} {d['must_not']:>8} {d['acted']:>10} "
+              f"{d['reported']:>8}")
     print()
     print(f'sessions:          {len(sessions)} ({len(holders)} holders, '
           f'{len(sessions) - len(holders)} waiters)')
@@ -359,15 +540,36 @@ def main():
         print(f"  late by {ms(x)}: {e['scenario']} pid {e['pid']} rule {h['rule']}, "
               f"waiter at {sms(e['waiter_at'] - e['S']) if e.get('waiter_at') else '-'}, "
               f"due at +{ms(d - e['S'])}, acted at +{ms(h['at'] - e['S'])}")
+    sev = [e for e in episodes if e.get('severed')]
+    sev_unreach = sum(any(h['action'] == 'terminated' and h['rule'] == 'unreachable'
+                          for h in e['actions']) for e in sev)
+    print(f'severed:           {len(sev)} clients cut off, {sev_unreach} ended by rule '
+          f'unreachable, {len(severed_late)} late; after the unreachable deadline '
+          f'(last ACK or start of silence, + {unreachable}s): '
+          f'p50 {ms(pct(unreach_late, 50))}, max {ms(max(unreach_late) if unreach_late else None)}')
+    print(f"not reading:       {len(nr_eps)} clients ("
+          f"{sum(e.get('mode') == 'resumes' for e in nr_eps)} resumed, "
+          f"{sum(e.get('mode') == 'closes' for e in nr_eps)} closed), "
+          f"{nr_seen} seen by the report as 'client not reading', "
+          f"{sum(bool(e['actions']) for e in nr_eps)} acted on; their link in the samples: "
+          + (', '.join(f'{k} {v}' for k, v in sorted(nr_links.items(), key=str)) or '-'))
+    print(f"promises:          {len(samples)} samples of the report, "
+          f"{sum(len(x['rows']) for x in samples)} rows; {promises['terminate']} passed "
+          f"terminate deadlines (seen unkept at most {ms(unkept)} after due), "
+          f"{promises['report']} passed report deadlines; {unenforced} rows not enforced")
+    print(f'broken promises: {len(broken)} (each kept within naptime + {PROMISE_SLACK}s of its '
+          'deadline, or of the first sample showing it due)')
     print(f'client errors:     {len(errors)}')
     for x in errors[:10]:
         print(f"  client {x['client']}: {x['what']}")
-    for title, lst in (('WRONG KILL', wrong), ('MISSED', missed), ('ANOMALY', anomalies),
+    for title, lst in (('WRONG KILL', wrong), ('MISSED', missed), ('LATE', severed_late),
+                       ('BROKEN PROMISE', broken), ('ANOMALY', anomalies),
                        ('FAIL', problems)):
         for x in lst[:30]:
             print(f'{title}: {x}')
     verdict = 'PASS' if not problems else 'FAIL'
     print(f'soak: {verdict}: {len(wrong)} wrong kills, {len(missed)} missed, '
+          f'{len(broken)} broken promises, '
           f'{len(must)} must / {len(acted)} acted, RSS growth '
           f"{rss_growth if rss_growth is not None else '?'} kB")
     return 0 if not problems else 1
