@@ -480,14 +480,18 @@ sub ig_before_deadline
 
 # ig_setup_in_time($node, $what, $setup, %opts): run $setup->($attempt)
 # until the scene it builds was ready in time; return that scene.  $setup
-# makes no test assertion (ig_waiting_session with blocker, ig_value,
-# ig_try_query, ...) and returns a hash ref: ok, true if its premise held
+# makes no test assertion that its slowness could fail (it uses
+# ig_waiting_session with blocker, ig_value, ig_try_query, ...; a wait
+# that holds whatever the time, such as ig_wait_client_write, may stay),
+# and returns a hash ref: ok, true if its premise held
 # (typically ig_before_deadline, checked last); why, what was late, for
 # the note; end, the pids of the backends it started, in the order to end
 # them (waiters before their blockers, so that no waiter's statement runs
-# once its blocker is gone); sessions, its sessions; anything else the
-# test needs.  After a failed attempt those backends are ended and waited
-# for, the sessions closed, and the setup runs again, at most
+# once its blocker is gone); sessions, its sessions; undo, a sub that
+# ends whatever else it started (a client process, a raw connection);
+# anything else the test needs.  After a failed attempt those backends
+# are ended and waited for, the sessions closed, undo run, and the setup
+# runs again, at most
 # $opts{attempts} times (default 4).  If the premise never held, one
 # failing assertion says so (the machine is too slow for the test: no
 # verdict on idle_guard) and the test stops.
@@ -512,6 +516,7 @@ sub ig_setup_in_time
 			  or die "$what: backend $pid did not end";
 		}
 		ig_close($_) for @{ $scene->{sessions} // [] };
+		$scene->{undo}->() if $scene->{undo};
 	}
 	fail("$what: the setup was never ready in time in $attempts attempts: "
 		  . 'the machine is too slow for this test (no verdict on idle_guard)');
