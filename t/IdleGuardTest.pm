@@ -483,18 +483,20 @@ sub ig_before_deadline
 # makes no test assertion that its slowness could fail (it uses
 # ig_waiting_session with blocker, ig_value, ig_try_query, ...; a wait
 # that holds whatever the time, such as ig_wait_client_write, may stay),
-# and returns a hash ref: ok, true if its premise held
-# (typically ig_before_deadline, checked last); why, what was late, for
-# the note; end, the pids of the backends it started, in the order to end
-# them (waiters before their blockers, so that no waiter's statement runs
-# once its blocker is gone); sessions, its sessions; undo, a sub that
-# ends whatever else it started (a client process, a raw connection);
-# anything else the test needs.  After a failed attempt those backends
-# are ended and waited for, the sessions closed, undo run, and the setup
-# runs again, at most
-# $opts{attempts} times (default 4).  If the premise never held, one
-# failing assertion says so (the machine is too slow for the test: no
-# verdict on idle_guard) and the test stops.
+# and returns a hash ref: ok, true if its premise held (typically
+# ig_before_deadline, checked last); why, what was late, for the note;
+# end, the pids of the backends it started, in the order to end them
+# (waiters before their blockers, so that no waiter's statement runs once
+# its blocker is gone); sessions, its sessions; undo, a sub that ends
+# whatever else it started (a client process, a raw connection); anything
+# else the test needs.  After a failed attempt those backends are ended
+# and waited for, the sessions closed, undo run, and the setup runs again,
+# at most $opts{attempts} times (default 4).  What a late attempt may
+# have left (the worker may have acted on its sessions, its waiters'
+# statements run) is the test's to allow for: counters and values taken
+# at the start of an attempt, names of its own for what it creates.  If
+# the premise never held, one failing assertion says so (the machine is
+# too slow for the test: no verdict on idle_guard) and the test stops.
 sub ig_setup_in_time
 {
 	my ($node, $what, $setup, %opts) = @_;
