@@ -55,38 +55,66 @@ $node->safe_psql(
 is($node->safe_psql('postgres', 'SHOW idle_guard.exempt_applications'),
 	'', 'exempt_applications is empty by default');
 
-my ($by_role, $by_role_pid) = ig_silent_session($node, 'batch_loader',
-	'BEGIN; UPDATE jobs SET v = v + 1 WHERE id = 1;',
-	user => 'batch');
-is( $node->safe_psql('postgres',
-		"SELECT usename FROM pg_stat_activity WHERE pid = $by_role_pid"),
-	'batch',
-	'role-exempt session runs as batch');
-
-# What pg_dump does: a repeatable-read snapshot and ACCESS SHARE locks on
-# the tables it dumps, which block DDL.  Any client may call itself so.
-my ($dump, $dump_pid) = ig_silent_session($node, 'pg_dump',
-	'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT count(*) FROM dump_me;'
-);
-my ($w_role) =
-  ig_waiting_session($node, 'w_role', 'UPDATE jobs SET v = 10 WHERE id = 1;');
-my ($w_dump) = ig_waiting_session($node, 'w_dump',
-	'ALTER TABLE dump_me ADD COLUMN note text;');
-
-# The control goes silent last, so that its deadline is still ahead when
-# the report is read.
-my ($control, $control_pid) = ig_silent_session($node, 'webapp',
-	'BEGIN; UPDATE jobs SET v = v + 1 WHERE id = 3;');
-my ($w_control) = ig_waiting_session($node, 'w_control',
-	'UPDATE jobs SET v = 10 WHERE id = 3;');
-
-is( $node->safe_psql('postgres',
-		"SELECT application_name, usename, rule, action, blocked_total "
-		  . "FROM idle_guard_report() ORDER BY application_name"),
+# The premise, on a loaded machine too: each row of the report is read
+# once that session's waiter waits, before its deadline (by the server's
+# clock: a session to be terminated is not in the report past it); else
+# the scene is set up again.
+my $scene = ig_setup_in_time(
+	$node,
+	'phase 1: each report row read before its session\'s deadline',
+	sub {
+		my ($attempt) = @_;
+		my %sc = (terminated => ig_value($node, 'SELECT terminated FROM idle_guard_stats()'));
+		my @rows;
+		my $ok = 1;
+		my ($by_role, $by_role_pid) = ig_silent_session($node, 'batch_loader',
+			'BEGIN; UPDATE jobs SET v = v + 1 WHERE id = 1;',
+			user => 'batch');
+		$sc{by_role_user} = $node->safe_psql('postgres',
+			"SELECT usename FROM pg_stat_activity WHERE pid = $by_role_pid");
+		my ($w_role, $w_role_pid) = ig_waiting_session($node, 'w_role',
+			'UPDATE jobs SET v = 10 WHERE id = 1;', blocker => $by_role_pid);
+		# What pg_dump does: a repeatable-read snapshot and ACCESS SHARE
+		# locks on the tables it dumps, which block DDL.  Any client may
+		# call itself so.
+		my ($dump, $dump_pid) = ig_silent_session($node, 'pg_dump',
+			'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT count(*) FROM dump_me;'
+		);
+		my $dump_since = ig_silent_since($node, $dump_pid);
+		my ($w_dump, $w_dump_pid) = ig_waiting_session($node, 'w_dump',
+			"ALTER TABLE dump_me ADD COLUMN note$attempt text;", blocker => $dump_pid);
+		my ($control, $control_pid) = ig_silent_session($node, 'webapp',
+			'BEGIN; UPDATE jobs SET v = v + 1 WHERE id = 3;');
+		my $control_since = ig_silent_since($node, $control_pid);
+		my ($w_control, $w_control_pid) = ig_waiting_session($node, 'w_control',
+			'UPDATE jobs SET v = 10 WHERE id = 3;', blocker => $control_pid);
+		for my $pid ($by_role_pid, $dump_pid, $control_pid)
+		{
+			push @rows, $node->safe_psql('postgres',
+				"SELECT application_name, usename, rule, action, blocked_total "
+				  . "FROM idle_guard_report() WHERE pid = $pid");
+		}
+		$ok &&= ig_before_deadline($node, $_, 2000) for ($dump_since, $control_since);
+		return {
+			%sc,
+			ok => $ok, rows => \@rows,
+			by_role => $by_role, by_role_pid => $by_role_pid, w_role => $w_role,
+			dump => $dump, dump_pid => $dump_pid, w_dump => $w_dump,
+			control => $control, control_pid => $control_pid, w_control => $w_control,
+			end => [ $w_role_pid, $w_dump_pid, $w_control_pid,
+				$by_role_pid, $dump_pid, $control_pid ],
+			sessions => [ $w_role, $w_dump, $w_control, $by_role, $dump, $control ] };
+	});
+my ($by_role, $by_role_pid, $w_role, $dump, $dump_pid, $w_dump, $control,
+	$control_pid, $w_control) = @$scene{
+	qw(by_role by_role_pid w_role dump dump_pid w_dump control control_pid w_control)};
+is($scene->{by_role_user}, 'batch', 'role-exempt session runs as batch');
+is( join("\n", @{ $scene->{rows} }),
 	"batch_loader|batch|blocking|exempt|1\n"
 	  . "pg_dump|postgres|blocking|terminate|1\n"
 	  . "webapp|postgres|blocking|terminate|1",
 	'report: role exempt, pg_dump by name and control to be terminated');
+my $terminated1 = $scene->{terminated};
 
 # Positive control: the worker acts on this node, on a session calling
 # itself pg_dump as on any other.
@@ -117,6 +145,8 @@ is($node->safe_psql('postgres', 'SELECT v FROM jobs WHERE id = 1'),
 $_->quit for ($by_role, $w_role, $w_dump, $w_control);
 ig_close($control);
 ig_close($dump);
+is(ig_value($node, "SELECT terminated - $terminated1 FROM idle_guard_stats()"),
+	'2', 'phase 1: only the two non-exempt sessions were terminated');
 
 #
 # Phase 2: an exact name and a prefix pattern.
@@ -134,21 +164,38 @@ ig_wait_for($node,
 	't', 'reload: the new exempt_applications');
 ig_worker_looks_now($node, 'worker swept with the reloaded configuration');
 
-my %s;
-my $id = 4;
-for my $app (qw(nightly_export etl_nightly nightly_export_v2 etl pg_dump))
-{
-	my ($h, $pid) = ig_silent_session($node, $app,
-		"BEGIN; UPDATE jobs SET v = v + 1 WHERE id = $id;");
-	my ($w) = ig_waiting_session($node, "w_$app",
-		"UPDATE jobs SET v = 10 WHERE id = $id;");
-	$s{$app} = { holder => $h, pid => $pid, waiter => $w };
-	$id++;
-}
+# The premise as in phase 1: each row read before that session's deadline.
+my @apps = qw(nightly_export etl_nightly nightly_export_v2 etl pg_dump);
+my %exempt = (nightly_export => 1, etl_nightly => 1);
+$scene = ig_setup_in_time(
+	$node,
+	'phase 2: each report row read before its session\'s deadline',
+	sub {
+		my %sc = (terminated => ig_value($node, 'SELECT terminated FROM idle_guard_stats()'));
+		my $ok = 1;
+		my $id = 4;
+		for my $app (@apps)
+		{
+			my ($h, $pid) = ig_silent_session($node, $app,
+				"BEGIN; UPDATE jobs SET v = v + 1 WHERE id = $id;");
+			my $since = ig_silent_since($node, $pid);
+			my ($w, $w_pid) = ig_waiting_session($node, "w_$app",
+				"UPDATE jobs SET v = 10 WHERE id = $id;", blocker => $pid);
+			my $row = ig_value($node,
+				"SELECT application_name, action FROM idle_guard_report() WHERE pid = $pid");
+			$ok &&= $exempt{$app} || ig_before_deadline($node, $since, 2000);
+			$sc{s}{$app} = { holder => $h, pid => $pid, waiter => $w, row => $row };
+			unshift @{ $sc{end} }, $w_pid;
+			push @{ $sc{end} }, $pid;
+			push @{ $sc{sessions} }, $w, $h;
+			$id++;
+		}
+		return { %sc, ok => $ok };
+	});
+my %s = %{ $scene->{s} };
+my $terminated2 = $scene->{terminated};
 
-is( $node->safe_psql('postgres',
-		"SELECT application_name, action FROM idle_guard_report() "
-		  . "ORDER BY application_name"),
+is( join("\n", map { $s{$_}{row} } sort @apps),
 	"etl|terminate\n"
 	  . "etl_nightly|exempt\n"
 	  . "nightly_export|exempt\n"
@@ -173,8 +220,9 @@ for my $app (qw(nightly_export etl_nightly))
 	$s{$app}{holder}->query_safe('ROLLBACK');
 }
 
-is($node->safe_psql('postgres', 'SELECT terminated, skipped FROM idle_guard_stats()'),
-	'5|0', 'only the five non-exempt sessions were terminated');
+is( $node->safe_psql('postgres',
+		"SELECT terminated - $terminated2, skipped FROM idle_guard_stats()"),
+	'3|0', 'phase 2: only the three non-exempt sessions were terminated');
 
 for my $app (keys %s)
 {

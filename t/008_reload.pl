@@ -137,8 +137,10 @@ my ($h2, $pid2) = ig_silent_session($node, 'slowpoke2',
 	'BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 2;');
 my ($dump, $dump_pid) = ig_silent_session($node, 'pg_dump',
 	'BEGIN; LOCK accounts IN ACCESS SHARE MODE;');
+# (slowpoke2 may be past its 500ms deadline already on a loaded machine,
+# and ended as soon as writer2 waits, before writer2 is seen waiting)
 my ($w2) = ig_waiting_session($node, 'writer2',
-	'UPDATE accounts SET balance = balance + 1 WHERE id = 2;');
+	'UPDATE accounts SET balance = balance + 1 WHERE id = 2;', blocker => $pid2);
 my ($w3) = ig_waiting_session($node, 'ddl',
 	'ALTER TABLE accounts ADD COLUMN note text;');
 ig_wait_gone($node, $pid2, 'blocking session terminated after the bad reload');

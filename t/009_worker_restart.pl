@@ -89,8 +89,12 @@ ig_wait_for($node, "SELECT sweeps > $sweeps FROM idle_guard_stats()",
 #
 my ($holder, $pid) = ig_silent_session($node, 'forgetful',
 	'BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 1;');
+# On a loaded machine the writer may come after the holder's deadline: the
+# holder is then ended as soon as the writer waits, and the writer may not
+# be seen waiting.  That is no failure here: this part checks who ends it.
 my ($writer, $writer_pid) = ig_waiting_session($node, 'writer',
-	'UPDATE accounts SET balance = balance + 1 WHERE id = 1;');
+	'UPDATE accounts SET balance = balance + 1 WHERE id = 1;',
+	blocker => $pid);
 ig_wait_gone($node, $pid, 'blocking silent session terminated by the new worker');
 $node->wait_for_log(
 	qr/\[$new_pid\] LOG:  idle_guard: terminating silent session pid=$pid /,

@@ -110,8 +110,10 @@ is($out, 'secret_app|127.0.0.1', 'monitor: the view shows the same');
 # Someone waits: the session is terminated and recorded.  Same rule for
 # idle_guard_history().
 #
+# The session is past its blocking deadline by now: it is ended as soon
+# as the writer waits, which may be too soon to see the writer waiting.
 my ($writer) = ig_waiting_session($node, 'writer',
-	'UPDATE orders SET qty = 0 WHERE id = 1;');
+	'UPDATE orders SET qty = 0 WHERE id = 1;', blocker => $pid);
 ig_wait_gone($node, $pid, 'silent TCP session terminated');
 $node->wait_for_log(
 	qr/idle_guard: terminating silent session pid=$pid user="app_user" db="postgres" app="secret_app" client=127\.0\.0\.1 /

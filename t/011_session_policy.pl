@@ -52,11 +52,25 @@ sub policy_of
 #    deadline; a session on the default beside it is terminated.
 my ($patient, $patient_pid) = ig_silent_session($node, 'patient_app',
 	'BEGIN; SELECT * FROM t;', user => 'patient');
-my ($dflt, $dflt_pid) = ig_silent_session($node, 'default_app',
-	'BEGIN; SELECT * FROM t;');
 is(policy_of($patient_pid), '01:00:00|role|terminate',
 	'report: the role setting applies to its session');
-is(policy_of($dflt_pid), '00:00:02|default|terminate',
+# The premise, on a loaded machine too: the report is read before the
+# default deadline, by the server's clock; else it is set up again.
+my $scene = ig_setup_in_time(
+	$node,
+	'1: the default session read before its deadline',
+	sub {
+		my ($dflt, $dflt_pid) = ig_silent_session($node, 'default_app',
+			'BEGIN; SELECT * FROM t;');
+		my $since = ig_silent_since($node, $dflt_pid);
+		my $policy = policy_of($dflt_pid);
+		return {
+			ok => ig_before_deadline($node, $since, $idle_ms),
+			dflt => $dflt, dflt_pid => $dflt_pid, policy => $policy,
+			end => [$dflt_pid], sessions => [$dflt] };
+	});
+my ($dflt, $dflt_pid) = @$scene{qw(dflt dflt_pid)};
+is($scene->{policy}, '00:00:02|default|terminate',
 	'report: the default applies to the other');
 
 # 2. A database-level action = report only reports.
@@ -93,15 +107,36 @@ ig_close($rep);
 #    ROLLBACK, the next transaction is on the default again.
 for my $end ('COMMIT', 'ROLLBACK')
 {
-	my ($s, $pid) = ig_silent_session($node, "local_$end",
-		"BEGIN; SET LOCAL idle_guard.idle_timeout = '1h'; SELECT * FROM t;");
-	is(policy_of($pid), '01:00:00|session|terminate',
+	# The premise: the report after $end is read before the default
+	# deadline, by the server's clock; else it is set up again.
+	my $scene = ig_setup_in_time(
+		$node,
+		"3: after $end, read before the default deadline",
+		sub {
+			my %sc;
+			my ($s, $pid) = ig_silent_session($node, "local_$end",
+				"BEGIN; SET LOCAL idle_guard.idle_timeout = '1h'; SELECT * FROM t;");
+			my $since = ig_silent_since($node, $pid);
+			$sc{policy1} = policy_of($pid);
+			$node->poll_query_until('postgres',
+				"SELECT last_sweep_at > '$since'::timestamptz "
+				  . "+ interval '@{[ $idle_ms + 500 ]} ms' FROM idle_guard_stats()")
+			  or die 'no sweep past the default deadline';
+			$sc{spared} = ig_pid_alive($node, $pid);
+			(undef, $sc{failed}) = ig_try_query($s, "$end; BEGIN; SELECT * FROM t;");
+			my $since2 = ig_silent_since($node, $pid);
+			$sc{policy2} = policy_of($pid);
+			return {
+				%sc,
+				ok => $since2 eq '' || ig_before_deadline($node, $since2, $idle_ms),
+				s => $s, pid => $pid, end => [$pid], sessions => [$s] };
+		});
+	my ($s, $pid) = @$scene{qw(s pid)};
+	is($scene->{policy1}, '01:00:00|session|terminate',
 		"SET LOCAL applies inside the transaction ($end)");
-	ig_wait_sweep_after($node, $pid, $idle_ms + 500);
-	ok(ig_pid_alive($node, $pid), "SET LOCAL session spared ($end)");
-
-	$s->query_safe("$end; BEGIN; SELECT * FROM t;");
-	is(policy_of($pid), '00:00:02|default|terminate',
+	ok($scene->{spared}, "SET LOCAL session spared past the default deadline ($end)");
+	is($scene->{failed}, 0, "$end and a new transaction");
+	is($scene->{policy2}, '00:00:02|default|terminate',
 		"after $end the default applies again");
 	ig_wait_gone($node, $pid, "terminated after $end on the default");
 	ig_close($s);
@@ -139,13 +174,30 @@ ig_close($g);
 
 # 6. A backend that exits leaves its slot behind; the next backend in the
 #    same PGPROC (the free list is last in, first out) must not inherit it.
-my ($off, $off_pid) = ig_silent_session($node, 'leaving',
-	"SET idle_guard.action = 'off'; SELECT 1;");
-$off->quit;
-ig_wait_gone($node, $off_pid, 'session with action = off has exited');
-my ($next, $next_pid) = ig_silent_session($node, 'next',
-	'BEGIN; SELECT * FROM t;');
-is(policy_of($next_pid), '00:00:02|default|terminate',
+#    The premise: the next backend's report is read before its deadline,
+#    by the server's clock; else both are set up again.
+$scene = ig_setup_in_time(
+	$node,
+	'6: the next backend read before its deadline',
+	sub {
+		my ($off, $off_pid) = ig_silent_session($node, 'leaving',
+			"SET idle_guard.action = 'off'; SELECT 1;");
+		$off->quit;
+		$node->poll_query_until('postgres',
+			"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $off_pid")
+		  or die 'the session with action = off did not exit';
+		my ($next, $next_pid) = ig_silent_session($node, 'next',
+			'BEGIN; SELECT * FROM t;');
+		my $since = ig_silent_since($node, $next_pid);
+		my $policy = policy_of($next_pid);
+		return {
+			ok => ig_before_deadline($node, $since, $idle_ms),
+			next => $next, next_pid => $next_pid, policy => $policy,
+			end => [$next_pid], sessions => [$next] };
+	});
+my ($next, $next_pid) = @$scene{qw(next next_pid)};
+pass('session with action = off has exited');
+is($scene->{policy}, '00:00:02|default|terminate',
 	'the next backend is on the default, not the stale slot');
 ig_wait_gone($node, $next_pid, 'and is terminated at the default deadline');
 ig_close($next);

@@ -44,14 +44,30 @@ sub rec
 #
 # Row lock: one writer waits on the silent session's xid.
 #
-my ($holder, $hpid) = ig_silent_session($node, 'billing',
-	'BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 1;');
-my ($writer, $wpid) = ig_waiting_session($node, 'checkout',
-	'UPDATE accounts SET balance = balance + 1 WHERE id = 1;');
-# the last query as pg_stat_activity shows it (the test's psql sends a
-# separator after each command, so it is not the UPDATE)
-my $last_query = $node->safe_psql('postgres',
-	"SELECT query FROM pg_stat_activity WHERE pid = $hpid");
+# The premise, by the server's clock: the writer waits, and the holder's
+# last query is read, before its deadline; on a loaded machine that
+# misses it, the scene is set up again.
+my $scene = ig_setup_in_time(
+	$node,
+	'row lock: the writer waits before the deadline',
+	sub {
+		my ($holder, $hpid) = ig_silent_session($node, 'billing',
+			'BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 1;');
+		my $since = ig_silent_since($node, $hpid);
+		my ($writer, $wpid) = ig_waiting_session($node, 'checkout',
+			'UPDATE accounts SET balance = balance + 1 WHERE id = 1;', blocker => $hpid);
+		# the last query as pg_stat_activity shows it (the test's psql sends
+		# a separator after each command, so it is not the UPDATE)
+		my $last_query = $node->safe_psql('postgres',
+			"SELECT query FROM pg_stat_activity WHERE pid = $hpid");
+		return {
+			ok => ig_before_deadline($node, $since, 2000),
+			holder => $holder, hpid => $hpid, writer => $writer, wpid => $wpid,
+			last_query => $last_query,
+			end => [ $wpid, $hpid ], sessions => [ $writer, $holder ] };
+	});
+my ($holder, $hpid, $writer, $wpid, $last_query) =
+  @$scene{qw(holder hpid writer wpid last_query)};
 ig_wait_gone($node, $hpid, 'row-lock holder terminated');
 
 is(rec($hpid, '{query}'), $last_query,
@@ -88,10 +104,30 @@ ig_close($holder);
 # Lock queue: the ALTER waits directly, the SELECT behind it through the
 # queue.
 #
-my ($s1, $s1pid) = ig_silent_session($node, 'reporting', 'BEGIN; SELECT * FROM t;');
-my ($s2, $s2pid) = ig_waiting_session($node, 'migration',
-	'ALTER TABLE t ADD COLUMN b int;');
-my ($s3, $s3pid) = ig_waiting_session($node, 'dashboard', 'SELECT count(*) FROM t;');
+# The premise: both wait before the queue head's deadline (each attempt
+# adds a column of its own: an earlier one's ALTER may have gone through).
+$scene = ig_setup_in_time(
+	$node,
+	'lock queue: both wait before the deadline',
+	sub {
+		my ($attempt) = @_;
+		my $actions = $node->safe_psql('postgres', 'SELECT count(*) FROM idle_guard_history()');
+		my ($s1, $s1pid) = ig_silent_session($node, 'reporting', 'BEGIN; SELECT * FROM t;');
+		my $since = ig_silent_since($node, $s1pid);
+		my ($s2, $s2pid) = ig_waiting_session($node, 'migration',
+			"ALTER TABLE t ADD COLUMN b$attempt int;", blocker => $s1pid);
+		my ($s3, $s3pid) = ig_waiting_session($node, 'dashboard', 'SELECT count(*) FROM t;',
+			blocker => $s1pid);
+		return {
+			ok => ig_before_deadline($node, $since, 2000),
+			actions => $actions,
+			s1 => $s1, s1pid => $s1pid, s2 => $s2, s2pid => $s2pid, s3 => $s3, s3pid => $s3pid,
+			end => [ $s3pid, $s2pid, $s1pid ], sessions => [ $s3, $s2, $s1 ] };
+	});
+my ($s1, $s1pid, $s2, $s2pid, $s3, $s3pid) = @$scene{qw(s1 s1pid s2 s2pid s3 s3pid)};
+# The actions before the restart: those before this scene (the row lock's,
+# and any of an attempt that came too late), and this one
+my $actions = $scene->{actions} + 1;
 ig_wait_gone($node, $s1pid, 'queue head terminated');
 is($node->safe_psql('postgres',
 		"SELECT string_agg(w->>'application_name' || ':' || (w->>'direct') || ':' "
@@ -121,7 +157,7 @@ my $before = $node->safe_psql('postgres',
 	  . 'max(record::text) FROM idle_guard_history()');
 my $counters = $node->safe_psql('postgres',
 	'SELECT terminated, reported, skipped, stats_reset FROM idle_guard_stats()');
-like($before, qr/^2\|/, 'two actions before the restart');
+like($before, qr/^$actions\|/, "$actions actions before the restart");
 $node->restart;
 is($node->safe_psql('postgres',
 		'SELECT count(*), string_agg(pid::text, \',\' ORDER BY at), '
@@ -130,7 +166,7 @@ is($node->safe_psql('postgres',
 is($node->safe_psql('postgres',
 		'SELECT terminated, reported, skipped, stats_reset FROM idle_guard_stats()'),
 	$counters, 'counters and stats_reset survive a restart');
-ok($node->log_contains(qr/idle_guard: restored 2 history entries/),
+ok($node->log_contains(qr/idle_guard: restored $actions history entries/),
 	'the restore is logged');
 
 $node->stop;
@@ -156,8 +192,10 @@ ok(!-f $file, 'the file is removed once read');
 #
 my ($holder2, $h2pid) = ig_silent_session($node, 'again',
 	'BEGIN; UPDATE accounts SET balance = 0 WHERE id = 2;');
+# (On a loaded machine the writer may come after the holder's deadline,
+# and not be seen waiting: it is ended all the same.)
 my ($writer2, $w2pid) = ig_waiting_session($node, 'again_writer',
-	'UPDATE accounts SET balance = 1 WHERE id = 2;');
+	'UPDATE accounts SET balance = 1 WHERE id = 2;', blocker => $h2pid);
 ig_wait_gone($node, $h2pid, 'another termination');
 my ($ret, $out, $err) = $node->psql('postgres', 'SELECT idle_guard_reset()',
 	extra_params => [ '-U', 'reader' ]);

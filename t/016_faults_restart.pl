@@ -110,8 +110,10 @@ sub some_load
 	my ($tag) = @_;
 	my ($h, $hpid) = ig_silent_session($node, "holder_$tag",
 		'BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = 1;');
+	# (on a loaded machine the waiter may come after the holder's
+	# deadline, and the holder be ended before the waiter is seen waiting)
 	my ($w) = ig_waiting_session($node, "waiter_$tag",
-		'UPDATE accounts SET balance = balance + 1 WHERE id = 1;');
+		'UPDATE accounts SET balance = balance + 1 WHERE id = 1;', blocker => $hpid);
 	my ($l) = ig_silent_session($node, "lonely_$tag", 'BEGIN; SELECT * FROM t;');
 	return ($h, $w, $l);
 }
@@ -128,7 +130,7 @@ sub worker_acts
 	my ($l, $lpid) = ig_silent_session($node, "after_lonely_$tag",
 		'BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = 3;');
 	my ($w) = ig_waiting_session($node, "after_waiter_$tag",
-		'UPDATE accounts SET balance = balance + 1 WHERE id = 2;');
+		'UPDATE accounts SET balance = balance + 1 WHERE id = 2;', blocker => $hpid);
 	ig_wait_gone($node, $hpid, "$tag: the worker terminates a blocking session");
 	$w->query_safe('SELECT 1;');
 	ig_wait_sweep_after($node, $lpid, 2500);

@@ -62,43 +62,67 @@ sub wait_in_report
 # a. psql stopped while fetching.
 #
 {
-	my $offset = -s $node->logfile;
-	my $script = PostgreSQL::Test::Utils::tempdir() . '/stalled.sql';
-	append_to_file($script, "BEGIN;\nLOCK TABLE t IN ROW EXCLUSIVE MODE;\n$huge;\n");
-	my $err = '';
-	my $psql = IPC::Run::start(
-		[
-			$node->installed_command('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1',
-			'-d', $node->connstr('postgres') . ' application_name=stalled_psql',
-			'-f', $script
-		],
-		'<', '/dev/null', '>', '/dev/null', '2>', \$err);
+	# The premise, on a loaded machine too: the ALTER waits and the report
+	# is read before the deadline, blocking_timeout after idle_guard first
+	# saw the silence (its silent_since), by the server's clock; else the
+	# scene is set up again, with a column of its own.
+	my $scene = ig_setup_in_time(
+		$node,
+		'a: the ALTER waits, and the report is read, before the deadline',
+		sub {
+			my ($attempt) = @_;
+			my %sc = (offset => -s $node->logfile, column => "w$attempt");
+			my $script = PostgreSQL::Test::Utils::tempdir() . '/stalled.sql';
+			append_to_file($script, "BEGIN;\nLOCK TABLE t IN ROW EXCLUSIVE MODE;\n$huge;\n");
+			my $err = '';
+			my $psql = IPC::Run::start(
+				[
+					$node->installed_command('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+					'-d', $node->connstr('postgres') . ' application_name=stalled_psql',
+					'-f', $script
+				],
+				'<', '/dev/null', '>', '/dev/null', '2>', \$err);
+			$sc{psql} = $psql;
+			$sc{undo} = sub { $psql->signal('CONT'); eval { $psql->kill_kill; }; };
 
-	ig_wait_for($node,
-		"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'stalled_psql' "
-		  . "AND state = 'active' AND query LIKE 'SELECT repeat%'",
-		't', 'a: psql is fetching the large result');
-	$psql->signal('STOP');
-	my $pid = ig_value($node, "SELECT pid FROM pg_stat_activity WHERE application_name = 'stalled_psql'");
-	ig_wait_client_write($node, $pid, 'a: the stopped psql leaves its backend active in ClientWrite');
-	cmp_ok(ig_value($node, "SELECT count(*) FROM pg_locks WHERE pid = $pid AND relation = 't'::regclass"),
-		'>=', 1, 'a: it holds its lock on t');
+			ig_wait_for($node,
+				"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'stalled_psql' "
+				  . "AND state = 'active' AND query LIKE 'SELECT repeat%'",
+				't', 'a: psql is fetching the large result');
+			$psql->signal('STOP');
+			my $pid = ig_value($node, "SELECT pid FROM pg_stat_activity WHERE application_name = 'stalled_psql'");
+			ig_wait_client_write($node, $pid, 'a: the stopped psql leaves its backend active in ClientWrite');
+			$sc{locks} = ig_value($node,
+				"SELECT count(*) FROM pg_locks WHERE pid = $pid AND relation = 't'::regclass");
+			$node->poll_query_until('postgres',
+				"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid")
+			  or die 'a: not in the report';
+			my $since = ig_value($node,
+				"SELECT silent_since FROM idle_guard_report() WHERE pid = $pid");
 
-	my ($alter, $alter_pid) = ig_waiting_session($node, 'migration',
-		'ALTER TABLE t ADD COLUMN w int;');
-	wait_in_report($pid, 'a: the report lists the backend');
-	is( ig_value($node,
-			"SELECT state, wait_event, silent_reason, gid IS NULL, locks_held > 0, "
-			  . "blocked_direct, blocked_total, blocked_pids, rule, action, "
-			  . "silent_since >= xact_start "
-			  . "FROM idle_guard_report() WHERE pid = $pid"),
+			my ($alter, $alter_pid) = ig_waiting_session($node, 'migration',
+				"ALTER TABLE t ADD COLUMN $sc{column} int;", blocker => $pid);
+			$sc{row} = ig_value($node,
+				"SELECT state, wait_event, silent_reason, gid IS NULL, locks_held > 0, "
+				  . "blocked_direct, blocked_total, blocked_pids, rule, action, "
+				  . "silent_since >= xact_start "
+				  . "FROM idle_guard_report() WHERE pid = $pid");
+			return {
+				%sc,
+				ok => ig_before_deadline($node, $since, $blocking_ms),
+				pid => $pid, alter => $alter, alter_pid => $alter_pid,
+				end => [ $alter_pid, $pid ], sessions => [$alter] };
+		});
+	my ($offset, $psql, $pid, $alter, $alter_pid) = @$scene{qw(offset psql pid alter alter_pid)};
+	cmp_ok($scene->{locks}, '>=', 1, 'a: it holds its lock on t');
+	is($scene->{row},
 		"active|ClientWrite|client not reading|t|t|1|1|{$alter_pid}|blocking|terminate|t",
 		'a: report: active, ClientWrite, client not reading, blocking the ALTER');
 
 	ig_wait_gone($node, $pid, 'a: the stalled backend is terminated');
 	ig_wait_unblocked($node, $alter_pid, 'a: the ALTER no longer waits');
 	$alter->query_safe('SELECT 1');
-	is(ig_value($node, "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'w'"),
+	is(ig_value($node, "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = '$scene->{column}'"),
 		'1', 'a: the ALTER TABLE committed');
 
 	ig_check_terminated($node, $pid,
@@ -117,35 +141,56 @@ sub wait_in_report
 # b. A raw client that reads a little and stops.
 #
 {
-	my $c = IgWire->connect($node, application_name => 'raw_stalled');
-	my $pid = $c->pid;
-	$c->query_ok('BEGIN');
-	$c->query_ok('UPDATE r SET v = v + 1 WHERE id = 1');
-	$c->send_query($big);
-	my $got = 0;
-	while ($got < 65536)
-	{
-		my $n = $c->read_some(65536 - $got);
-		last if $n == 0;
-		$got += $n;
-	}
-	is($got, 65536, 'b: the raw client read 64 kB of the result');
-	ig_wait_client_write($node, $pid, 'b: then its backend sits in ClientWrite');
+	# The premise as in a.  (An attempt that came too late may have let
+	# its writer commit: the value is counted from this attempt's start.)
+	my $scene = ig_setup_in_time(
+		$node,
+		'b: the writer waits, and the report is read, before the deadline',
+		sub {
+			my %sc = (v => ig_value($node, 'SELECT v FROM r WHERE id = 1'));
+			my $c = IgWire->connect($node, application_name => 'raw_stalled');
+			my $pid = $c->pid;
+			$sc{undo} = sub { $c->close; };
+			$c->query_ok('BEGIN');
+			$c->query_ok('UPDATE r SET v = v + 1 WHERE id = 1');
+			$c->send_query($big);
+			my $got = 0;
+			while ($got < 65536)
+			{
+				my $n = $c->read_some(65536 - $got);
+				last if $n == 0;
+				$got += $n;
+			}
+			$sc{got} = $got;
+			ig_wait_client_write($node, $pid, 'b: then its backend sits in ClientWrite');
+			$node->poll_query_until('postgres',
+				"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid")
+			  or die 'b: not in the report';
+			my $since = ig_value($node,
+				"SELECT silent_since FROM idle_guard_report() WHERE pid = $pid");
 
-	my ($writer, $writer_pid) = ig_waiting_session($node, 'raw_writer',
-		'UPDATE r SET v = v + 10 WHERE id = 1;');
-	wait_in_report($pid, 'b: the report lists the backend');
-	is( ig_value($node,
-			"SELECT state, wait_event, silent_reason, backend_xid IS NOT NULL, "
-			  . "blocked_total, blocked_pids, rule, action "
-			  . "FROM idle_guard_report() WHERE pid = $pid"),
+			my ($writer, $writer_pid) = ig_waiting_session($node, 'raw_writer',
+				'UPDATE r SET v = v + 10 WHERE id = 1;', blocker => $pid);
+			$sc{row} = ig_value($node,
+				"SELECT state, wait_event, silent_reason, backend_xid IS NOT NULL, "
+				  . "blocked_total, blocked_pids, rule, action "
+				  . "FROM idle_guard_report() WHERE pid = $pid");
+			return {
+				%sc,
+				ok => ig_before_deadline($node, $since, $blocking_ms),
+				c => $c, pid => $pid, writer => $writer, writer_pid => $writer_pid,
+				end => [ $writer_pid, $pid ], sessions => [$writer] };
+		});
+	my ($c, $pid, $writer, $writer_pid) = @$scene{qw(c pid writer writer_pid)};
+	is($scene->{got}, 65536, 'b: the raw client read 64 kB of the result');
+	is($scene->{row},
 		"active|ClientWrite|client not reading|t|1|{$writer_pid}|blocking|terminate",
 		'b: report: client not reading, blocking the writer');
 
 	ig_wait_gone($node, $pid, 'b: the backend is terminated');
 	ig_wait_unblocked($node, $writer_pid, 'b: the writer no longer waits');
 	$writer->query_safe('SELECT 1');
-	is(ig_value($node, 'SELECT v FROM r WHERE id = 1'), '10',
+	is(ig_value($node, 'SELECT v FROM r WHERE id = 1'), $scene->{v} + 10,
 		'b: the stalled transaction was rolled back, the writer committed');
 
 	# The client finds its connection closed once it reads again: what was

@@ -71,37 +71,59 @@ sub replies
 # a. Parse/Bind/Execute of an UPDATE inside BEGIN, and no Sync.
 #
 {
-	my $offset = -s $node->logfile;
-	my $c = IgWire->connect($node, application_name => 'half_request');
-	my $pid = $c->pid;
-	$c->query_ok('BEGIN');
-	$c->parse('', 'UPDATE t SET v = v + 1 WHERE id = $1');
-	$c->bind('', '', 1);
-	$c->execute('', 0);
-	$c->flush;
-	# ParseComplete, BindComplete, CommandComplete: the UPDATE ran.
-	is(replies($c, 3), '1 2 C', 'a: Parse, Bind and Execute done, the UPDATE ran');
-	ig_wait_for($node,
-		"SELECT state = 'active' AND wait_event = 'ClientRead' AND backend_xid IS NOT NULL "
-		  . "FROM pg_stat_activity WHERE pid = $pid",
-		't', 'a: the backend is active, waiting in ClientRead, with an xid');
-
-	my ($writer, $writer_pid) = ig_waiting_session($node, 'writer_a',
-		'UPDATE t SET v = v + 10 WHERE id = 1;');
-	ig_wait_for($node,
-		"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid",
-		't', 'a: the report lists the backend');
-	is( ig_value($node,
-			"SELECT state, wait_event, silent_reason, gid IS NULL, "
-			  . "backend_xid IS NOT NULL, blocked_direct, blocked_total, blocked_pids, "
-			  . "rule, action FROM idle_guard_report() WHERE pid = $pid"),
+	# The premise, on a loaded machine too: the writer waits and the report
+	# is read before the deadline, blocking_timeout after idle_guard first
+	# saw the silence (its silent_since), by the server's clock; else the
+	# scene is set up again.  (An attempt that came too late may have let
+	# its writer commit: the value is counted from this attempt's start.)
+	my $scene = ig_setup_in_time(
+		$node,
+		'a: the writer waits, and the report is read, before the deadline',
+		sub {
+			my %sc = (offset => -s $node->logfile,
+				v => ig_value($node, 'SELECT v FROM t WHERE id = 1'));
+			my $c = IgWire->connect($node, application_name => 'half_request');
+			my $pid = $c->pid;
+			$sc{undo} = sub { $c->close; };
+			$c->query_ok('BEGIN');
+			$c->parse('', 'UPDATE t SET v = v + 1 WHERE id = $1');
+			$c->bind('', '', 1);
+			$c->execute('', 0);
+			$c->flush;
+			# ParseComplete, BindComplete, CommandComplete: the UPDATE ran.
+			$sc{replies} = replies($c, 3);
+			$node->poll_query_until('postgres',
+				"SELECT state = 'active' AND wait_event = 'ClientRead' AND backend_xid IS NOT NULL "
+				  . "FROM pg_stat_activity WHERE pid = $pid")
+			  or die 'a: not active in ClientRead';
+			$node->poll_query_until('postgres',
+				"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid")
+			  or die 'a: not in the report';
+			my $since = ig_value($node,
+				"SELECT silent_since FROM idle_guard_report() WHERE pid = $pid");
+			my ($writer, $writer_pid) = ig_waiting_session($node, 'writer_a',
+				'UPDATE t SET v = v + 10 WHERE id = 1;', blocker => $pid);
+			$sc{row} = ig_value($node,
+				"SELECT state, wait_event, silent_reason, gid IS NULL, "
+				  . "backend_xid IS NOT NULL, blocked_direct, blocked_total, blocked_pids, "
+				  . "rule, action FROM idle_guard_report() WHERE pid = $pid");
+			return {
+				%sc,
+				ok => ig_before_deadline($node, $since, $blocking_ms),
+				c => $c, pid => $pid, writer => $writer, writer_pid => $writer_pid,
+				end => [ $writer_pid, $pid ], sessions => [$writer] };
+		});
+	my ($offset, $c, $pid, $writer, $writer_pid) = @$scene{qw(offset c pid writer writer_pid)};
+	is($scene->{replies}, '1 2 C', 'a: Parse, Bind and Execute done, the UPDATE ran');
+	pass('a: the backend is active, waiting in ClientRead, with an xid');
+	is($scene->{row},
 		"active|ClientRead|request incomplete|t|t|1|1|{$writer_pid}|blocking|terminate",
 		'a: report: active, ClientRead, request incomplete, blocking the writer');
 
 	ig_wait_gone($node, $pid, 'a: the backend is terminated');
 	ig_wait_unblocked($node, $writer_pid, 'a: the writer no longer waits');
 	$writer->query_safe('SELECT 1');
-	is(ig_value($node, 'SELECT v FROM t WHERE id = 1'), '10',
+	is(ig_value($node, 'SELECT v FROM t WHERE id = 1'), $scene->{v} + 10,
 		'a: the unfinished UPDATE was rolled back, the writer committed');
 
 	# The client is told, as a client of an idle session would be.
@@ -124,31 +146,51 @@ sub replies
 # b. The implicit transaction of an unfinished request.
 #
 {
-	my $c = IgWire->connect($node, application_name => 'half_implicit');
-	my $pid = $c->pid;
-	$c->parse('', 'SELECT * FROM u WHERE id = 1 FOR UPDATE');
-	$c->bind('', '');
-	$c->execute('', 0);
-	$c->flush;
-	is(replies($c, 4), '1 2 D C', 'b: the SELECT FOR UPDATE ran');
-	ig_wait_for($node,
-		"SELECT state = 'active' AND wait_event = 'ClientRead' "
-		  . "FROM pg_stat_activity WHERE pid = $pid",
-		't', 'b: the backend is active in ClientRead');
-	my ($writer, $writer_pid) = ig_waiting_session($node, 'writer_b',
-		'UPDATE u SET v = v + 10 WHERE id = 1;');
-	ig_wait_for($node,
-		"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid",
-		't', 'b: the report lists the backend');
-	is( ig_value($node,
-			"SELECT state, wait_event, silent_reason, blocked_total, rule, action "
-			  . "FROM idle_guard_report() WHERE pid = $pid"),
-		'active|ClientRead|request incomplete|1|blocking|terminate',
+	# The premise as in a.
+	my $scene = ig_setup_in_time(
+		$node,
+		'b: the writer waits, and the report is read, before the deadline',
+		sub {
+			my %sc = (v => ig_value($node, 'SELECT v FROM u WHERE id = 1'));
+			my $c = IgWire->connect($node, application_name => 'half_implicit');
+			my $pid = $c->pid;
+			$sc{undo} = sub { $c->close; };
+			$c->parse('', 'SELECT * FROM u WHERE id = 1 FOR UPDATE');
+			$c->bind('', '');
+			$c->execute('', 0);
+			$c->flush;
+			$sc{replies} = replies($c, 4);
+			$node->poll_query_until('postgres',
+				"SELECT state = 'active' AND wait_event = 'ClientRead' "
+				  . "FROM pg_stat_activity WHERE pid = $pid")
+			  or die 'b: not active in ClientRead';
+			$node->poll_query_until('postgres',
+				"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid")
+			  or die 'b: not in the report';
+			my $since = ig_value($node,
+				"SELECT silent_since FROM idle_guard_report() WHERE pid = $pid");
+			my ($writer, $writer_pid) = ig_waiting_session($node, 'writer_b',
+				'UPDATE u SET v = v + 10 WHERE id = 1;', blocker => $pid);
+			$sc{row} = ig_value($node,
+				"SELECT state, wait_event, silent_reason, blocked_total, rule, action "
+				  . "FROM idle_guard_report() WHERE pid = $pid");
+			return {
+				%sc,
+				ok => ig_before_deadline($node, $since, $blocking_ms),
+				c => $c, pid => $pid, writer => $writer, writer_pid => $writer_pid,
+				end => [ $writer_pid, $pid ], sessions => [$writer] };
+		});
+	my ($c, $pid, $writer, $writer_pid) = @$scene{qw(c pid writer writer_pid)};
+	is($scene->{replies}, '1 2 D C', 'b: the SELECT FOR UPDATE ran');
+	pass('b: the backend is active in ClientRead');
+	is($scene->{row}, 'active|ClientRead|request incomplete|1|blocking|terminate',
 		'b: report: request incomplete, blocking the writer');
+
 	ig_wait_gone($node, $pid, 'b: the backend is terminated');
 	ig_wait_unblocked($node, $writer_pid, 'b: the writer no longer waits');
 	$writer->query_safe('SELECT 1');
-	is(ig_value($node, 'SELECT v FROM u WHERE id = 1'), '10', 'b: the writer committed');
+	is(ig_value($node, 'SELECT v FROM u WHERE id = 1'), $scene->{v} + 10,
+		'b: the writer committed');
 	is(ig_history($node, $pid, 'rule', 'action', 'silent_reason'),
 		'blocking,terminated,request incomplete',
 		'b: history: terminated, request incomplete');

@@ -171,48 +171,70 @@ $writer->quit;
 # c. prepared_timeout 3s, in another database, nobody waiting.
 #
 set_prepared_timeout("${prepared_ms}ms", 'c: prepared_timeout 3s, reloaded');
-$offset = -s $node->logfile;
-$node->safe_psql('other',
-	"BEGIN; UPDATE o SET v = v + 1 WHERE id = 1; PREPARE TRANSACTION 'ig_idle_gxact';");
-my $idle_at = ig_value($node,
-	"SELECT prepared FROM pg_prepared_xacts WHERE gid = 'ig_idle_gxact'");
-ig_worker_looks_now($node, 'c: the worker looks soon after PREPARE');
-is( ig_value($node,
-		"SELECT datname, blocked_total, rule, action, "
-		  . "deadline = silent_since + interval '$prepared_ms ms' "
-		  . "FROM idle_guard_report() WHERE gid = 'ig_idle_gxact'"),
-	'other|0|idle|report|t',
+# The premise, on a loaded machine too: the worker looks, and the report
+# and the history are read, before prepared_timeout has passed since the
+# PREPARE, by the server's clock; else it is prepared again, under a gid
+# of its own.
+my $scene = ig_setup_in_time(
+	$node,
+	'c: looked at before prepared_timeout',
+	sub {
+		my ($attempt) = @_;
+		my %sc = (offset => -s $node->logfile, gid => "ig_idle_gxact$attempt");
+		$node->safe_psql('other',
+			"BEGIN; UPDATE o SET v = v + 1 WHERE id = 1; PREPARE TRANSACTION '$sc{gid}';");
+		$sc{undo} = sub { $node->safe_psql('other', "ROLLBACK PREPARED '$sc{gid}'"); };
+		$sc{idle_at} = ig_value($node,
+			"SELECT prepared FROM pg_prepared_xacts WHERE gid = '$sc{gid}'");
+		# the worker looks soon after PREPARE
+		my $t = ig_value($node, 'SELECT clock_timestamp()');
+		$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+		$node->poll_query_until('postgres',
+			"SELECT last_sweep_at > '$t' FROM idle_guard_stats()")
+		  or die 'c: the worker did not look';
+		$sc{row} = ig_value($node,
+			"SELECT datname, blocked_total, rule, action, "
+			  . "deadline = silent_since + interval '$prepared_ms ms' "
+			  . "FROM idle_guard_report() WHERE gid = '$sc{gid}'");
+		$sc{early} = ig_value($node,
+			"SELECT last_sweep_at < '$sc{idle_at}'::timestamptz + interval '$prepared_ms ms' "
+			  . "FROM idle_guard_stats()");
+		$sc{count} = history_count($sc{gid});
+		$sc{ok} = ig_before_deadline($node, $sc{idle_at}, $prepared_ms);
+		return \%sc;
+	});
+my ($gid, $idle_at) = @$scene{qw(gid idle_at)};
+$offset = $scene->{offset};
+pass('c: the worker looks soon after PREPARE');
+is($scene->{row}, 'other|0|idle|report|t',
 	'c: report: database other, nobody blocked, idle rule at prepared_timeout');
-my $early = ig_value($node,
-	"SELECT last_sweep_at < '$idle_at'::timestamptz + interval '$prepared_ms ms' "
-	  . "FROM idle_guard_stats()");
-is(history_count('ig_idle_gxact'), '0', 'c: not reported right away');
-is($early, 't', 'c: (that sweep was before prepared_timeout)');
+is($scene->{count}, '0', 'c: not reported right away');
+is($scene->{early}, 't', 'c: (that sweep was before prepared_timeout)');
 
 ig_wait_for($node,
-	"SELECT count(*) = 1 FROM idle_guard_history() WHERE gid = 'ig_idle_gxact'",
+	"SELECT count(*) = 1 FROM idle_guard_history() WHERE gid = '$gid'",
 	't', 'c: reported once prepared_timeout has passed');
 my ($c_row, $c_late_ms) = split /\|/, ig_value($node,
 	"SELECT (pid IS NULL) || ',' || datname || ',' || rule || ',' || action "
 	  . "|| ',' || silent_reason || ',' || blocked_total, "
 	  . "extract(epoch FROM at - '$idle_at'::timestamptz) * 1000 "
-	  . "FROM idle_guard_history() WHERE gid = 'ig_idle_gxact'");
+	  . "FROM idle_guard_history() WHERE gid = '$gid'");
 is($c_row, 'true,other,idle,reported,prepared,0',
 	'c: history: database other, idle rule, reported');
 cmp_ok($c_late_ms, '>=', $prepared_ms, 'c: not reported before prepared_timeout');
 # Timed from when idle_guard first saw it, which may be a sweep later.
 cmp_ok($c_late_ms, '<', $prepared_ms + $blocking_ms + IG_LATE_MS,
 	'c: reported soon after prepared_timeout');
-$node->wait_for_log(qr/idle_guard: [^\n]*gid="ig_idle_gxact"/, $offset);
-@lines = grep { /gid="ig_idle_gxact"/ } idle_guard_lines($offset);
+$node->wait_for_log(qr/idle_guard: [^\n]*gid="$gid"/, $offset);
+@lines = grep { /gid="$gid"/ } idle_guard_lines($offset);
 like($lines[0] // '', qr/db="other".*rule=idle action=report/,
 	'c: LOG line: database other, idle rule, report');
-like($lines[0] // '', qr/ROLLBACK PREPARED 'ig_idle_gxact'/,
+like($lines[0] // '', qr/ROLLBACK PREPARED '$gid'/,
 	'c: LOG line: says which ROLLBACK PREPARED would end it');
 ig_worker_looks_now($node, 'c: the worker looks again');
 ig_worker_looks_now($node, 'c: and once more');
-is(history_count('ig_idle_gxact'), '1', 'c: reported once');
-$node->safe_psql('other', "ROLLBACK PREPARED 'ig_idle_gxact'");
+is(history_count($gid), '1', 'c: reported once');
+$node->safe_psql('other', "ROLLBACK PREPARED '$gid'");
 
 # prepared_timeout 0: never by the idle rule.
 set_prepared_timeout('0', 'c: prepared_timeout 0, reloaded');

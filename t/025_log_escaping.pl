@@ -176,7 +176,10 @@ my ($a_s, $a_pid) = ig_silent_session($node, 'role_case',
 	'BEGIN; UPDATE t SET v = v + 1 WHERE id = 1;', user => $role);
 is(hex_of(bytes_of("SELECT usename FROM pg_stat_activity WHERE pid = $a_pid")),
 	hex_of($role), 'a: the session is logged in as that role');
-my ($a_w) = ig_waiting_session($node, 'w_role', 'UPDATE t SET v = 10 WHERE id = 1;');
+# (on a loaded machine the waiter may come after the holder's deadline, and
+# the holder be ended before the waiter is seen waiting: no failure here)
+my ($a_w) = ig_waiting_session($node, 'w_role', 'UPDATE t SET v = 10 WHERE id = 1;',
+	blocker => $a_pid);
 ig_wait_gone($node, $a_pid, 'a: the session is terminated');
 $node->wait_for_log(qr/idle_guard: terminating silent session pid=$a_pid /, $offset);
 
@@ -210,7 +213,8 @@ ok(index($b_app, "\"x\" user=\"forged\" \\ ") >= 0,
 	'b: quotes and backslash arrive as they are')
   or diag explain hex_of($b_app);
 unlike($b_app, qr/[^\x20-\x7e]/, 'b: what arrives is printable ASCII');
-my ($b_w) = ig_waiting_session($node, 'w_app', 'UPDATE t SET v = 10 WHERE id = 1;');
+my ($b_w) = ig_waiting_session($node, 'w_app', 'UPDATE t SET v = 10 WHERE id = 1;',
+	blocker => $b_pid);
 ig_wait_gone($node, $b_pid, 'b: the session is terminated');
 $node->wait_for_log(qr/idle_guard: terminating silent session pid=$b_pid /, $offset);
 
@@ -344,7 +348,7 @@ my $d_xid = $node->safe_psql($raw_db,
 	'SELECT transaction FROM pg_prepared_xacts WHERE gid = ' . lit($raw_gid));
 ok($d_xid, 'd: the transaction is prepared with that gid');
 my ($d_w1) = ig_waiting_session($node, 'w_raw1', 'UPDATE t2 SET v = 10 WHERE id = 1;',
-	dbname => $raw_db);
+	dbname => $raw_db, blocker => $d_pid);
 my ($d_w2, $d_w2_pid) = ig_waiting_session($node, 'w_raw2',
 	'UPDATE t2 SET v = 10 WHERE id = 2;', dbname => $raw_db);
 ig_wait_gone($node, $d_pid, 'd: the session is terminated');

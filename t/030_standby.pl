@@ -92,22 +92,53 @@ sub show
 #
 # A. A silent reader blocks replay and a late reader.
 #
-my $offset = -s $standby->logfile;
-my ($s1, $s1_pid) = ig_silent_session($standby, 'reader',
-	"\\set VERBOSITY verbose\nBEGIN; SELECT count(*) FROM t;");
-$primary->safe_psql('postgres', 'ALTER TABLE t ADD COLUMN c int');
-replay_waits_on('t');
-my ($late, $late_pid) = ig_waiting_session($standby, 'late',
-	'SELECT count(*) FROM t;');
-is(ig_value($standby, "SELECT pg_blocking_pids($startup_pid)"), '{}',
+# The premise, on a loaded machine too: replay waits, the late reader
+# queues, and the report is read before the reader's deadline, by the
+# server's clock; else the scene is set up again, with an ALTER adding a
+# column of its own.
+my $scene = ig_setup_in_time(
+	$standby,
+	'A: replay and the late reader wait, and the report is read, before the deadline',
+	sub {
+		my ($attempt) = @_;
+		my %sc = (offset => -s $standby->logfile, column => "c$attempt");
+		my ($s1, $s1_pid) = ig_silent_session($standby, 'reader',
+			"\\set VERBOSITY verbose\nBEGIN; SELECT count(*) FROM t;");
+		my $since = ig_silent_since($standby, $s1_pid);
+		$sc{undo} = sub {
+			my $lsn = $primary->lsn('insert');
+			$standby->poll_query_until('postgres',
+				"SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn")
+			  or die 'A: replay did not catch up';
+		};
+		$primary->safe_psql('postgres', "ALTER TABLE t ADD COLUMN $sc{column} int");
+		# replay waits for a lock on t, unless the reader is gone
+		$standby->poll_query_until('postgres',
+			"SELECT coalesce((SELECT replay_wait = 'lock' AND replay_wait_relation = 't' "
+			  . "AND replay_wait_since IS NOT NULL FROM idle_guard_stats()), false) "
+			  . "OR NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $s1_pid)")
+		  or die 'A: replay never waited';
+		my ($late, $late_pid) = ig_waiting_session($standby, 'late',
+			'SELECT count(*) FROM t;', blocker => $s1_pid);
+		$sc{replay_blockers} = ig_value($standby, "SELECT pg_blocking_pids($startup_pid)");
+		$sc{row} = ig_value($standby,
+			"SELECT blocked_direct, blocked_total, blocked_pids, blocks_replay, "
+			  . "replay_relation, rule, action, enforced, xmin_age IS NULL, "
+			  . "silent_for < interval '$timeout_ms ms', client_link "
+			  . "FROM idle_guard_report() WHERE pid = $s1_pid");
+		return {
+			%sc,
+			ok => ig_before_deadline($standby, $since, $timeout_ms),
+			s1 => $s1, s1_pid => $s1_pid, late => $late, late_pid => $late_pid,
+			end => [ $late_pid, $s1_pid ], sessions => [ $late, $s1 ] };
+	});
+my ($offset, $s1, $s1_pid, $late, $late_pid) = @$scene{qw(offset s1 s1_pid late late_pid)};
+pass('replay waits for a lock on t');
+is($scene->{replay_blockers}, '{}',
 	'pg_blocking_pids() does not see what replay waits for');
 
 my $pids = join(',', sort { $a <=> $b } ($startup_pid, $late_pid));
-is( ig_value($standby,
-		"SELECT blocked_direct, blocked_total, blocked_pids, blocks_replay, "
-		  . "replay_relation, rule, action, enforced, xmin_age IS NULL, "
-		  . "silent_for < interval '$timeout_ms ms', client_link "
-		  . "FROM idle_guard_report() WHERE pid = $s1_pid"),
+is($scene->{row},
 	"1|2|{$pids}|t|t|blocking|terminate|t|t|t|local",
 	'report: the reader blocks replay and, behind it, the late reader');
 show('SELECT pid, application_name, silent_for, blocked_total, blocked_pids, rule, '
@@ -149,7 +180,8 @@ is( ig_history($standby, $s1_pid,
 ig_wait_unblocked($standby, $late_pid, 'the late reader proceeds');
 replay_caught_up('replay catches up with the primary');
 is( ig_value($standby,
-		"SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'c'"),
+		"SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass "
+		  . "AND attname = '$scene->{column}'"),
 	'1', 'the ALTER has been replayed');
 is(ig_query($late, 'SELECT 1'), "100\n1",
 	'the late reader got its answer and goes on');
@@ -187,18 +219,38 @@ $a1->quit;
 #
 # C. A silent session in no conflict is spared until idle_timeout.
 #
-$offset = -s $standby->logfile;
-my ($s3, $s3_pid) = ig_silent_session($standby, 'quiet',
-	"\\set VERBOSITY verbose\nBEGIN; SELECT count(*) FROM v;");
-my $tcp = IgWire->connect($standby, host => '127.0.0.1', application_name => 'tcp');
-$tcp->query_ok('BEGIN');
-$tcp->query_ok('SELECT count(*) FROM v');
-is( ig_value($standby,
-		'SELECT client_link FROM idle_guard_report() WHERE pid = ' . $tcp->pid),
-	'alive', "the kernel's view of a TCP client works on a standby too");
-ig_wait_sweep_after($standby, $s3_pid, $timeout_ms + 500);
-ok(ig_pid_alive($standby, $s3_pid),
-	'a silent session in no conflict is spared past blocking_timeout');
+# The premise: the worker's sweep past blocking_timeout, and the look
+# after it, come before idle_timeout, by the server's clock; else the
+# scene is set up again.
+$scene = ig_setup_in_time(
+	$standby,
+	'C: spared past blocking_timeout, seen before idle_timeout',
+	sub {
+		my %sc = (offset => -s $standby->logfile);
+		my ($s3, $s3_pid) = ig_silent_session($standby, 'quiet',
+			"\\set VERBOSITY verbose\nBEGIN; SELECT count(*) FROM v;");
+		my $since = ig_silent_since($standby, $s3_pid);
+		my $tcp = IgWire->connect($standby, host => '127.0.0.1', application_name => 'tcp');
+		$sc{undo} = sub { $tcp->close; };
+		$tcp->query_ok('BEGIN');
+		$tcp->query_ok('SELECT count(*) FROM v');
+		$sc{link} = ig_value($standby,
+			'SELECT client_link FROM idle_guard_report() WHERE pid = ' . $tcp->pid);
+		$standby->poll_query_until('postgres',
+			"SELECT last_sweep_at > '$since'::timestamptz "
+			  . "+ interval '@{[ $timeout_ms + 500 ]} ms' FROM idle_guard_stats()")
+		  or die 'C: no sweep past blocking_timeout';
+		$sc{alive} = ig_pid_alive($standby, $s3_pid);
+		return {
+			%sc,
+			ok => ig_before_deadline($standby, $since, $idle_ms),
+			s3 => $s3, s3_pid => $s3_pid, tcp => $tcp,
+			end => [ $tcp->pid, $s3_pid ], sessions => [$s3] };
+	});
+$offset = $scene->{offset};
+my ($s3, $s3_pid, $tcp) = @$scene{qw(s3 s3_pid tcp)};
+is($scene->{link}, 'alive', "the kernel's view of a TCP client works on a standby too");
+ok($scene->{alive}, 'a silent session in no conflict is spared past blocking_timeout');
 ig_wait_gone($standby, $s3_pid, 'it is ended at idle_timeout');
 $tcp->close;
 my ($h_ms, $h) = split /,/,

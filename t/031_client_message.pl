@@ -43,11 +43,14 @@ sub set_conf
 #
 # 1. The blocking rule, idle in transaction, through psql.
 #
+# (Here and below, on a loaded machine a writer may come after its
+# holder's deadline, and the holder be ended before the writer is seen
+# waiting: ig_waiting_session with blocker does not fail for that.)
 my $offset = -s $node->logfile;
 my ($s1, $pid1) = ig_silent_session($node, 'forgetful',
 	"\\set VERBOSITY verbose\nBEGIN; UPDATE t SET v = v + 1 WHERE id = 1;");
 my ($w1, $wpid1) = ig_waiting_session($node, 'writer',
-	'UPDATE t SET v = v + 10 WHERE id = 1;');
+	'UPDATE t SET v = v + 10 WHERE id = 1;', blocker => $pid1);
 ig_wait_gone($node, $pid1, '1: ended at blocking_timeout');
 my $message1 = 'terminating connection because it was idle in transaction '
   . 'for [\d.]+ s while blocking 1 other session';
@@ -97,7 +100,7 @@ my $pid2b = $c2b->pid;
 $c2b->query_ok('BEGIN');
 $c2b->query_ok('UPDATE t SET v = v + 1 WHERE id = 2');
 my ($w2b, $wpid2b) = ig_waiting_session($node, 'writer2b',
-	'UPDATE t SET v = v + 10 WHERE id = 2;');
+	'UPDATE t SET v = v + 10 WHERE id = 2;', blocker => $pid2b);
 ig_wait_gone($node, $pid2b, '2b: ended at blocking_timeout');
 my $f2b = $c2b->read_until_ready->{fields}[0] // {};
 is(join('|', map { $f2b->{$_} // '' } qw(S C)), 'FATAL|25P03',
@@ -124,7 +127,7 @@ $c3->bind('', '', 1);
 $c3->execute('', 0);
 $c3->flush;
 my ($w3, $wpid3) = ig_waiting_session($node, 'writer3',
-	'UPDATE t SET v = v + 10 WHERE id = 1;');
+	'UPDATE t SET v = v + 10 WHERE id = 1;', blocker => $pid3);
 ig_wait_gone($node, $pid3, '3: ended at blocking_timeout');
 my $r3 = $c3->read_until_ready;
 my ($f3) = grep { ($_->{S} // '') eq 'FATAL' } @{ $r3->{fields} };
@@ -144,7 +147,8 @@ set_conf('idle_guard.terminate_sqlstate', '57P01');
 set_conf('idle_guard.session_locks', 'on');
 my ($s4, $pid4) = ig_silent_session($node, 'advisory',
 	"\\set VERBOSITY verbose\nSELECT pg_advisory_lock(42);");
-my ($w4) = ig_waiting_session($node, 'waiter4', 'SELECT pg_advisory_lock(42);');
+my ($w4) = ig_waiting_session($node, 'waiter4', 'SELECT pg_advisory_lock(42);',
+	blocker => $pid4);
 ig_wait_gone($node, $pid4, '4: ended at blocking_timeout');
 like(ig_client_error($s4),
 	qr/FATAL:  57P01: terminating connection because it was idle holding a session-level lock for [\d.]+ s while blocking 1 other session\n.*HINT:  Release session-level locks/s,
@@ -183,7 +187,7 @@ set_conf('log_min_messages', 'panic');
 my ($s6, $pid6) = ig_silent_session($node, 'unhooked',
 	"\\set VERBOSITY verbose\nBEGIN; UPDATE t SET v = v + 1 WHERE id = 1;");
 my ($w6) = ig_waiting_session($node, 'writer6',
-	'UPDATE t SET v = v + 10 WHERE id = 1;');
+	'UPDATE t SET v = v + 10 WHERE id = 1;', blocker => $pid6);
 ig_wait_gone($node, $pid6, '6: ended all the same');
 like(ig_client_error($s6), $pg_words,
 	"6: with no hook, the client reads PostgreSQL's words");

@@ -6,9 +6,10 @@
 #	the tests send them; the value of a query, and the history of a
 #	backend; the check of a termination (its LOG line, its history row,
 #	its timing within IG_LATE_MS of the deadline); polls with a deadline
-#	(never bare sleeps); the parsing of idle_guard's LOG lines; and a
-#	network namespace of the test's own, with a firewall to sever TCP
-#	clients.
+#	(never bare sleeps); the premises of a test on a loaded machine (its
+#	setup done before a deadline, or set up again); the parsing of
+#	idle_guard's LOG lines; and a network namespace of the test's own,
+#	with a firewall to sever TCP clients.
 #
 # Every wait here polls a condition until it holds or
 # $PostgreSQL::Test::Utils::timeout_default passes, then fails the test.
@@ -55,6 +56,9 @@ our @EXPORT = qw(
   ig_wait_sweep_after
   ig_wait_sweep_past
   ig_worker_looks_now
+  ig_silent_since
+  ig_before_deadline
+  ig_setup_in_time
   ig_check_terminated
   ig_parse_log_line
   ig_log_lines
@@ -179,16 +183,39 @@ sub ig_silent_session
 # sends $sql, which is expected to block on a lock, and returns once the
 # backend is seen waiting on a lock (one test assertion).  %opts as for
 # ig_silent_session.  Returns ($session, $pid).
+#
+# With $opts{blocker} (the pid of the session it should wait on), it makes
+# no assertion: it stops waiting as soon as the blocker is gone, and
+# returns ($session, $pid, 1 if it was seen waiting on a lock, else 0).
+# For a setup that may be too slow on a loaded machine (ig_setup_in_time):
+# a blocker ended at its deadline before the waiter was seen waiting is a
+# premise that failed, not a product failure, and must not cost a
+# timeout_default of polling.
 sub ig_waiting_session
 {
 	my ($node, $app, $sql, %opts) = @_;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $blocker = delete $opts{blocker};
 	my ($s, $pid) = ig_silent_session($node, $app, undef, %opts);
 	ig_send($s, $sql);
-	ig_wait_for($node,
-		"SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $pid",
-		't', "$app is waiting on a lock");
-	return ($s, $pid);
+	my $waits = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $pid";
+	if (!defined $blocker)
+	{
+		ig_wait_for($node, $waits, 't', "$app is waiting on a lock");
+		return ($s, $pid);
+	}
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (time < $deadline)
+	{
+		my ($waiting, $blocker_here) = split /\|/, ig_value($node,
+			"SELECT coalesce(($waits), false), "
+			  . "(SELECT count(*) FROM pg_stat_activity WHERE pid = $blocker)");
+		return ($s, $pid, 1) if $waiting eq 't';
+		last if $blocker_here eq '0';
+		usleep(20_000);
+	}
+	note("$app was not seen waiting on a lock: its blocker $blocker is gone");
+	return ($s, $pid, 0);
 }
 
 # ig_send($session, $sql): hand $sql to the session's psql and return
@@ -419,6 +446,92 @@ sub ig_worker_looks_now
 	my $cond = "last_sweep_at > '$t'";
 	$cond .= " AND guarded_now = $opts{guarded}" if defined $opts{guarded};
 	ig_wait_for($node, "SELECT $cond FROM idle_guard_stats()", 't', $what);
+}
+
+#
+# Premises
+#
+# A test that reads or does something before a session's deadline (the
+# report while a blocker is still there, a commit just before the
+# deadline) assumes its setup was done in time.  On a loaded machine it
+# may not be: the test then sets up again (ig_setup_in_time), and never
+# fails idle_guard for its own slowness.  The premise is checked with the
+# server's clock against the session's own silence (state_change), never
+# by whether the session is still there: a session ended before its
+# deadline is the product's failure, and the assertions that follow, left
+# as they are, must see it.
+
+# ig_silent_since($node, $pid): when backend $pid entered its current
+# state (pg_stat_activity's state_change), as the server prints it; '' if
+# it is gone.  Read right after the session went silent: the start of its
+# silence, from which its deadline counts.
+sub ig_silent_since
+{
+	my ($node, $pid) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT state_change FROM pg_stat_activity WHERE pid = $pid");
+}
+
+# ig_before_deadline($node, $since, $ms, $margin_ms): is the server's clock
+# now still more than $margin_ms (default 0) before $since (a timestamp as
+# the server prints it, e.g. from ig_silent_since) plus $ms?  Checked after
+# a setup and the reads that must come before the deadline: when it holds,
+# every one of them came before it.
+sub ig_before_deadline
+{
+	my ($node, $since, $ms, $margin_ms) = @_;
+	$margin_ms //= 0;
+	return $node->safe_psql('postgres',
+		"SELECT clock_timestamp() + interval '$margin_ms ms' "
+		  . "< '$since'::timestamptz + interval '$ms ms'") eq 't';
+}
+
+# ig_setup_in_time($node, $what, $setup, %opts): run $setup->($attempt)
+# until the scene it builds was ready in time; return that scene.  $setup
+# makes no test assertion that its slowness could fail (it uses
+# ig_waiting_session with blocker, ig_value, ig_try_query, ...; a wait
+# that holds whatever the time, such as ig_wait_client_write, may stay),
+# and returns a hash ref: ok, true if its premise held (typically
+# ig_before_deadline, checked last); why, what was late, for the note;
+# end, the pids of the backends it started, in the order to end them
+# (waiters before their blockers, so that no waiter's statement runs once
+# its blocker is gone); sessions, its sessions; undo, a sub that ends
+# whatever else it started (a client process, a raw connection); anything
+# else the test needs.  After a failed attempt those backends are ended
+# and waited for, the sessions closed, undo run, and the setup runs again,
+# at most $opts{attempts} times (default 4).  What a late attempt may
+# have left (the worker may have acted on its sessions, its waiters'
+# statements run) is the test's to allow for: counters and values taken
+# at the start of an attempt, names of its own for what it creates.  If
+# the premise never held, one failing assertion says so (the machine is
+# too slow for the test: no verdict on idle_guard) and the test stops.
+sub ig_setup_in_time
+{
+	my ($node, $what, $setup, %opts) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $attempts = $opts{attempts} // 4;
+	for my $attempt (1 .. $attempts)
+	{
+		my $scene = $setup->($attempt);
+		return $scene if $scene->{ok};
+		note("$what: attempt $attempt of $attempts was not ready in time ("
+			  . ($scene->{why} // 'the deadline came first')
+			  . '): a loaded machine; setting up again');
+		for my $pid (@{ $scene->{end} // [] })
+		{
+			$node->safe_psql('postgres',
+				"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $pid");
+			$node->poll_query_until('postgres',
+				"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid")
+			  or die "$what: backend $pid did not end";
+		}
+		ig_close($_) for @{ $scene->{sessions} // [] };
+		$scene->{undo}->() if $scene->{undo};
+	}
+	fail("$what: the setup was never ready in time in $attempts attempts: "
+		  . 'the machine is too slow for this test (no verdict on idle_guard)');
+	done_testing();
+	exit 1;
 }
 
 #
