@@ -52,6 +52,13 @@
 /* How many waiters' pids the detail lists */
 #define IG_NOTE_MAX_PIDS 5
 
+/*
+ * How much later than the client's last ACK the silence must have begun
+ * for the detail to say the unreachable deadline counted from the silence
+ * (microseconds)
+ */
+#define IG_NOTE_SILENCE_AFTER_ACK_US INT64CONST(100000)
+
 static emit_log_hook_type ig_prev_emit_log_hook = NULL;
 
 static void ig_emit_log_hook(ErrorData *edata);
@@ -143,8 +150,16 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 	appendStringInfo(&buf, "idle_guard ended it by its %s rule: idle_guard.%s is ",
 					 idle_guard_rule_name(rule), setting);
 	ig_append_duration(&buf, setting_ms);
+	/*
+	 * The unreachable deadline counts from the later of the last ACK and the
+	 * start of the silence.  The kernel times the ACK in jiffies, so when the
+	 * two are a few milliseconds apart either may look later: name the
+	 * silence only when it began a tenth of a second (the precision shown)
+	 * or more after the ACK.
+	 */
 	if (rule == IG_RULE_UNREACHABLE &&
-		s->facts.unreachable_since >= s->facts.silent_since)
+		s->facts.silent_since - s->facts.unreachable_since <
+		IG_NOTE_SILENCE_AFTER_ACK_US)
 		appendStringInfo(&buf, ", counted from its client's last acknowledgement %.1f s before",
 						 (double) s->tcp.last_ack_recv_ms / 1000.0);
 	else if (rule == IG_RULE_UNREACHABLE)

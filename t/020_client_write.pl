@@ -94,11 +94,7 @@ sub wait_in_report
 			ig_wait_client_write($node, $pid, 'a: the stopped psql leaves its backend active in ClientWrite');
 			$sc{locks} = ig_value($node,
 				"SELECT count(*) FROM pg_locks WHERE pid = $pid AND relation = 't'::regclass");
-			$node->poll_query_until('postgres',
-				"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid")
-			  or die 'a: not in the report';
-			my $since = ig_value($node,
-				"SELECT silent_since FROM idle_guard_report() WHERE pid = $pid");
+			my $since = ig_report_silent_since($node, $pid, 'a');
 
 			my ($alter, $alter_pid) = ig_waiting_session($node, 'migration',
 				"ALTER TABLE t ADD COLUMN $sc{column} int;", blocker => $pid);
@@ -163,11 +159,7 @@ sub wait_in_report
 			}
 			$sc{got} = $got;
 			ig_wait_client_write($node, $pid, 'b: then its backend sits in ClientWrite');
-			$node->poll_query_until('postgres',
-				"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid")
-			  or die 'b: not in the report';
-			my $since = ig_value($node,
-				"SELECT silent_since FROM idle_guard_report() WHERE pid = $pid");
+			my $since = ig_report_silent_since($node, $pid, 'b');
 
 			my ($writer, $writer_pid) = ig_waiting_session($node, 'raw_writer',
 				'UPDATE r SET v = v + 10 WHERE id = 1;', blocker => $pid);

@@ -96,11 +96,7 @@ sub replies
 				"SELECT state = 'active' AND wait_event = 'ClientRead' AND backend_xid IS NOT NULL "
 				  . "FROM pg_stat_activity WHERE pid = $pid")
 			  or die 'a: not active in ClientRead';
-			$node->poll_query_until('postgres',
-				"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid")
-			  or die 'a: not in the report';
-			my $since = ig_value($node,
-				"SELECT silent_since FROM idle_guard_report() WHERE pid = $pid");
+			my $since = ig_report_silent_since($node, $pid, 'a');
 			my ($writer, $writer_pid) = ig_waiting_session($node, 'writer_a',
 				'UPDATE t SET v = v + 10 WHERE id = 1;', blocker => $pid);
 			$sc{row} = ig_value($node,
@@ -164,11 +160,7 @@ sub replies
 				"SELECT state = 'active' AND wait_event = 'ClientRead' "
 				  . "FROM pg_stat_activity WHERE pid = $pid")
 			  or die 'b: not active in ClientRead';
-			$node->poll_query_until('postgres',
-				"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid")
-			  or die 'b: not in the report';
-			my $since = ig_value($node,
-				"SELECT silent_since FROM idle_guard_report() WHERE pid = $pid");
+			my $since = ig_report_silent_since($node, $pid, 'b');
 			my ($writer, $writer_pid) = ig_waiting_session($node, 'writer_b',
 				'UPDATE u SET v = v + 10 WHERE id = 1;', blocker => $pid);
 			$sc{row} = ig_value($node,

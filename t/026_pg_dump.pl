@@ -149,11 +149,7 @@ is(ig_value($node, 'SHOW idle_guard.exempt_roles'), '', 'exempt_roles is empty b
 			my ($d, $pid) = start_dump('dumper', 'a');
 			$sc{undo} = sub { eval { $d->{run}->kill_kill; }; };
 			check_stalled($pid, 'a');
-			$node->poll_query_until('postgres',
-				"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid")
-			  or die 'a: not in the report';
-			my $since = ig_value($node,
-				"SELECT silent_since FROM idle_guard_report() WHERE pid = $pid");
+			my $since = ig_report_silent_since($node, $pid, 'a');
 			my ($alter, $alter_pid) = ig_waiting_session($node, 'migration',
 				"ALTER TABLE big ADD COLUMN $sc{column} int;", blocker => $pid);
 			$sc{row} = ig_value($node,

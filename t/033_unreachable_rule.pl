@@ -7,7 +7,9 @@
 #	   port pair) is ended by the rule within naptime of its deadline,
 #	   over IPv4 and IPv6, the evidence in its history record.  The worker
 #	   has swept just before each client goes silent, so only a sleep
-#	   bounded by unreachable_timeout brings it back in time;
+#	   bounded by unreachable_timeout brings it back in time.  A client
+#	   lost during a long statement is given unreachable_timeout from the
+#	   start of its silence;
 #	b. live clients that stop reading a large result (a small receive
 #	   buffer, so that their window closes) for three unreachable_timeouts
 #	   are "not reading" at every sample, 50 ms apart, and never ended:
@@ -120,6 +122,44 @@ SKIP:
 {
 	skip 'no ::1 in this network namespace', 6 unless $have_ipv6;
 	severed('default timeouts, IPv6', '::1');
+}
+
+# A client lost during a long statement: unreachable before its session
+# goes silent, so its deadline counts from the start of the silence, and
+# the FATAL's detail says so
+{
+	my $offset = -s $node->logfile;
+	my $c = IgWire->connect($node, host => '127.0.0.1',
+		application_name => 'lost-mid-statement');
+	my $pid = $c->pid;
+	$c->query_ok('BEGIN');
+	$c->query_ok('SELECT * FROM t WHERE a = 2 FOR UPDATE');
+	my $port = ig_value($node,
+		"SELECT client_port FROM pg_stat_activity WHERE pid = $pid");
+	$c->send_query('SELECT pg_sleep(4)');
+	ig_sever($node, $port);
+	my $gone = 0;
+	my $until = time + 4 + $unreachable_ms / 1000 + 15;
+	while (time < $until)
+	{
+		last if $gone = !ig_pid_alive($node, $pid);
+		usleep(100_000);
+	}
+	ok($gone, 'lost mid-statement: ended');
+	my ($rule, $late_ms) = split /,/,
+	  ig_history($node, $pid, 'rule',
+		"(extract(epoch FROM silent_for) * 1000)::int - $unreachable_ms");
+	is($rule, 'unreachable', 'lost mid-statement: by the unreachable rule');
+	ok(defined $late_ms && $late_ms >= 0
+		  && $late_ms < $naptime_ms + IG_LATE_MS,
+		'lost mid-statement: unreachable_timeout after the silence began, '
+		  . 'not after the last ACK (late by '
+		  . ($late_ms // '?') . ' ms)');
+	ok( $node->log_contains(
+			qr/\[$pid\] lost-mid-statement DETAIL:  idle_guard ended it by its unreachable rule: idle_guard\.unreachable_timeout is 3s, counted from the start of its silence \(its client's last acknowledgement was [\d.]+ s before\)\./,
+			$offset),
+		'lost mid-statement: the detail says the deadline counted from the silence');
+	ig_heal($c, $port);
 }
 $node->stop;
 

@@ -57,6 +57,7 @@ our @EXPORT = qw(
   ig_wait_sweep_past
   ig_worker_looks_now
   ig_silent_since
+  ig_report_silent_since
   ig_before_deadline
   ig_setup_in_time
   ig_check_terminated
@@ -470,6 +471,21 @@ sub ig_silent_since
 	my ($node, $pid) = @_;
 	return $node->safe_psql('postgres',
 		"SELECT state_change FROM pg_stat_activity WHERE pid = $pid");
+}
+
+# ig_report_silent_since($node, $pid, $what): wait until backend $pid is in
+# idle_guard_report(), and return its silent_since there: the start of a
+# silence that only idle_guard times (client not reading, request
+# incomplete), from which its deadline counts.  Dies naming $what if it
+# never shows.
+sub ig_report_silent_since
+{
+	my ($node, $pid, $what) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM idle_guard_report() WHERE pid = $pid")
+	  or die "$what: not in the report";
+	return ig_value($node,
+		"SELECT silent_since FROM idle_guard_report() WHERE pid = $pid");
 }
 
 # ig_before_deadline($node, $since, $ms, $margin_ms): is the server's clock
