@@ -189,7 +189,7 @@ note("=# SELECT pid, application_name, client_addr, state, wait_event, silent_fo
 		  . "FROM idle_guard_report WHERE application_name IN ($apps) ORDER BY pid"));
 kill 'KILL', $f_child;
 IgWire->wait_child($f_child);
-system('nft', 'flush', 'chain', 'inet', 'ig_test', 'in');
+ig_unsever();
 
 $node->stop;
 done_testing();

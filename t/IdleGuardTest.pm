@@ -66,6 +66,7 @@ our @EXPORT = qw(
   ig_enter_netns
   ig_firewall
   ig_sever
+  ig_unsever
   ig_heal
   ig_silent_tcp
   ig_link_of
@@ -717,6 +718,13 @@ sub ig_sever
 	return;
 }
 
+# ig_unsever(): undo every ig_sever: no packet is dropped any more.
+sub ig_unsever
+{
+	_ig_nft('flush', 'chain', 'inet', 'ig_test', 'in');
+	return;
+}
+
 # ig_heal($client, $client_port): undo every ig_sever, close the IgWire
 # $client, and wait until the kernel has no socket left on that port: the
 # server's side of a severed connection may linger (unacknowledged data,
@@ -726,7 +734,7 @@ sub ig_heal
 {
 	my ($client, $client_port) = @_;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	_ig_nft('flush', 'chain', 'inet', 'ig_test', 'in');
+	ig_unsever();
 	$client->close;
 	my $left = 1;
 	my $deadline = time + 30;
