@@ -53,6 +53,21 @@ $node->safe_psql('postgres',
 	'CREATE TABLE t (a int PRIMARY KEY); INSERT INTO t VALUES (1), (2);');
 ig_firewall();
 
+# ended_within($pid, $seconds): has backend $pid exited within $seconds?
+# Bounded well below what the old sleep bound would take (blocking_timeout
+# 30 s by default, forever at 0), so that a miss fails quickly.
+sub ended_within
+{
+	my ($pid, $seconds) = @_;
+	my $until = time + $seconds;
+	while (time < $until)
+	{
+		return 1 unless ig_pid_alive($node, $pid);
+		usleep(100_000);
+	}
+	return 0;
+}
+
 # severed($label, $host): a client that locks a row, goes silent right
 # after a sweep and is then severed; check it is ended by the unreachable
 # rule no later than naptime (+ IG_LATE_MS for a loaded machine) after its
@@ -65,17 +80,8 @@ sub severed
 	my ($c, $pid, $port) = ig_silent_tcp($node, $host, "severed",
 		'SELECT * FROM t WHERE a = 1 FOR UPDATE');
 	ig_sever($node, $port);
-
-	# Bounded well below what the old sleep bound would take (blocking_timeout
-	# 30 s by default, forever at 0)
-	my $gone = 0;
-	my $until = time + $unreachable_ms / 1000 + 15;
-	while (time < $until)
-	{
-		last if $gone = !ig_pid_alive($node, $pid);
-		usleep(100_000);
-	}
-	ok($gone, "$label: the severed client's session is ended");
+	ok(ended_within($pid, $unreachable_ms / 1000 + 15),
+		"$label: the severed client's session is ended");
 	my ($rule, $link, $late_ms, $ack_ms) = split /,/,
 	  ig_history($node, $pid, 'rule', 'client_link',
 		# the deadline is unreachable_timeout after the later of the last
@@ -126,26 +132,40 @@ SKIP:
 
 # A client lost during a long statement: unreachable before its session
 # goes silent, so its deadline counts from the start of the silence, and
-# the FATAL's detail says so
+# the FATAL's detail says so.  The premise, by the server's clock: the cut
+# comes at least a second before the statement ends (so that its last ACK
+# is well before the silence); else the scene is set up again.
 {
+	my $sleep_s = 4;
 	my $offset = -s $node->logfile;
-	my $c = IgWire->connect($node, host => '127.0.0.1',
-		application_name => 'lost-mid-statement');
-	my $pid = $c->pid;
-	$c->query_ok('BEGIN');
-	$c->query_ok('SELECT * FROM t WHERE a = 2 FOR UPDATE');
-	my $port = ig_value($node,
-		"SELECT client_port FROM pg_stat_activity WHERE pid = $pid");
-	$c->send_query('SELECT pg_sleep(4)');
-	ig_sever($node, $port);
-	my $gone = 0;
-	my $until = time + 4 + $unreachable_ms / 1000 + 15;
-	while (time < $until)
-	{
-		last if $gone = !ig_pid_alive($node, $pid);
-		usleep(100_000);
-	}
-	ok($gone, 'lost mid-statement: ended');
+	my $scene = ig_setup_in_time(
+		$node,
+		'lost mid-statement: cut a second before the statement ends',
+		sub {
+			my $c = IgWire->connect($node, host => '127.0.0.1',
+				application_name => 'lost-mid-statement');
+			my $pid = $c->pid;
+			$c->query_ok('BEGIN');
+			$c->query_ok('SELECT * FROM t WHERE a = 2 FOR UPDATE');
+			my $port = ig_value($node,
+				"SELECT client_port FROM pg_stat_activity WHERE pid = $pid");
+			$c->send_query("SELECT pg_sleep($sleep_s)");
+			$node->poll_query_until('postgres',
+				"SELECT state = 'active' FROM pg_stat_activity WHERE pid = $pid")
+			  or die 'lost mid-statement: the statement did not start';
+			ig_sever($node, $port);
+			my $in_time = ig_value($node,
+				"SELECT clock_timestamp() + interval '1 s' < query_start "
+				  . "+ interval '$sleep_s s' FROM pg_stat_activity WHERE pid = $pid");
+			return {
+				ok => $in_time eq 't',
+				c => $c, pid => $pid, port => $port,
+				end => [$pid],
+				undo => sub { ig_unsever(); $c->close; } };
+		});
+	my ($c, $pid, $port) = @$scene{qw(c pid port)};
+	ok(ended_within($pid, $sleep_s + $unreachable_ms / 1000 + 15),
+		'lost mid-statement: ended');
 	my ($rule, $late_ms) = split /,/,
 	  ig_history($node, $pid, 'rule',
 		"(extract(epoch FROM silent_for) * 1000)::int - $unreachable_ms");
