@@ -39,16 +39,42 @@
 									 * link (1.5) */
 
 /*
- * Each format from 2 on appends to the record, the entry's last member: an
- * older entry is read into the first bytes of a new one.  Formats 2 and 3
- * end where the standby part begins, format 4 where the link begins.
+ * The record, the entry's last member, as formats 2 to 4 laid it out: 1.5
+ * added unreachable_timeout_ms to the policy, which moved every member
+ * after it, and appended the link.  An older entry is read into the first
+ * bytes of a new one, then its record is rebuilt from this layout
+ * (ig_convert_v4_record).  Formats 2 and 3 end where the standby part
+ * begins.
  */
 #define IG_STATE_FORMAT_V4	4
 #define IG_STATE_FORMAT_V3	3
+typedef struct IgPolicyV4
+{
+	IgActionSetting action;
+	int			blocking_timeout_ms;
+	int			idle_timeout_ms;
+	int			prepared_timeout_ms;
+	bool		session_locks;
+} IgPolicyV4;
+typedef struct IgRecordV4
+{
+	char		query[IG_QUERY_LEN];
+	TimestampTz xact_start;
+	TimestampTz silent_since;
+	int			nlocks;
+	IgLockHeld	locks[IG_RECORD_MAX_LOCKS];
+	int			nwaiters;
+	IgWaiterRecord waiters[IG_RECORD_MAX_WAITERS];
+	IgPolicyV4	policy;
+	IgPolicySource policy_source;
+	IgRecordStandby standby;	/* format 4 only */
+} IgRecordV4;
+StaticAssertDecl(offsetof(IgRecordV4, policy) == offsetof(IgRecord, policy),
+				 "the record no longer begins as it did in format 4");
 #define IG_V3_ENTRY_SIZE \
-	(offsetof(IgHistoryEntry, record) + offsetof(IgRecord, standby))
+	(offsetof(IgHistoryEntry, record) + offsetof(IgRecordV4, standby))
 #define IG_V4_ENTRY_SIZE \
-	(offsetof(IgHistoryEntry, record) + offsetof(IgRecord, link))
+	(offsetof(IgHistoryEntry, record) + sizeof(IgRecordV4))
 StaticAssertDecl(sizeof(IgWaiterFact) == 16,
 				 "a waiter's facts no longer have the size of format 3");
 StaticAssertDecl(offsetof(IgHistoryEntry, record) + sizeof(IgRecord) ==
@@ -81,6 +107,7 @@ typedef struct IgStateFileHeader
 
 static void ig_convert_v2_entry(IgHistoryEntry *e);
 static void ig_convert_v3_entry(IgHistoryEntry *e);
+static void ig_convert_v4_record(IgHistoryEntry *e, size_t size);
 static size_t ig_file_entry_size(uint32 format);
 
 /*
@@ -229,6 +256,8 @@ idle_guard_load_state(void)
 				COMP_CRC32C(crc, &e, size);
 				if (hdr.format == IG_STATE_FORMAT_V2)
 					ig_convert_v2_entry(&e);
+				if (hdr.format <= IG_STATE_FORMAT_V4)
+					ig_convert_v4_record(&e, size);
 				if (hdr.format <= IG_STATE_FORMAT_V3)
 					ig_convert_v3_entry(&e);
 				/* later entries overwrite earlier ones past the ring size */
@@ -285,6 +314,34 @@ ig_file_entry_size(uint32 format)
 			return IG_V3_ENTRY_SIZE;
 	}
 	return 0;
+}
+
+/*
+ * Rebuild the record of an entry read from a format-2 to format-4 file
+ * (size bytes, read into the first bytes of e) in today's layout: the
+ * members before the policy stay where they are, the ones from the policy
+ * on move.  Such an entry knows no unreachable rule (0, never) and no
+ * client link (IG_LINK_NONE: rendered as null, as for an action before
+ * 1.5); a format-2 or format-3 entry has no standby part either.
+ */
+static void
+ig_convert_v4_record(IgHistoryEntry *e, size_t size)
+{
+	IgRecordV4	old;
+
+	memset(&old, 0, sizeof(old));
+	memcpy(&old, &e->record, size - offsetof(IgHistoryEntry, record));
+	memset(&e->record.policy, 0,
+		   sizeof(IgRecord) - offsetof(IgRecord, policy));
+	e->record.policy.action = old.policy.action;
+	e->record.policy.blocking_timeout_ms = old.policy.blocking_timeout_ms;
+	e->record.policy.idle_timeout_ms = old.policy.idle_timeout_ms;
+	e->record.policy.prepared_timeout_ms = old.policy.prepared_timeout_ms;
+	e->record.policy.session_locks = old.policy.session_locks;
+	e->record.policy.unreachable_timeout_ms = 0;
+	e->record.policy_source = old.policy_source;
+	e->record.standby = old.standby;
+	e->record.link = IG_LINK_NONE;
 }
 
 /*
