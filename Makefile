@@ -7,6 +7,7 @@
 # Static analysis:     make lint          (cppcheck, clang-tidy; -k runs both)
 # Sanitizers:          make sanitize      (test/sanitize.sh, PostgreSQL 18)
 # Soak:                make soak [DURATION=SECONDS]   (test/soak/soak.sh)
+# PGXN release:        make dist          (idle_guard-VERSION.zip of HEAD)
 
 MODULE_big = idle_guard
 OBJS = \
@@ -47,10 +48,18 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
 
 # The regression suite runs against a temporary server with idle_guard
-# preloaded.  Not "tmp_check": the TAP step deletes that directory.
+# preloaded (test/preload.conf).  Not "tmp_check": the TAP step deletes
+# that directory.  IG_REGRESS_SERVER=running: against the server PGHOST and
+# PGPORT name instead, which must preload idle_guard with those settings
+# (pg_buildext installcheck in the package's autopkgtest, debian/tests).
 REGRESS = setup gucs report privileges upgrade
+IG_REGRESS_SERVER ?= temporary
+ifeq ($(IG_REGRESS_SERVER),temporary)
 REGRESS_OPTS = --temp-instance=./tmp_regress \
 	--temp-config=$(srcdir)/test/preload.conf
+else ifneq ($(IG_REGRESS_SERVER),running)
+$(error IG_REGRESS_SERVER is "temporary" or "running", not "$(IG_REGRESS_SERVER)")
+endif
 TAP_TESTS = 1
 # installcheck is defined below, one target per suite, so that make -k
 # runs the TAP files even when a pg_regress suite fails.
@@ -68,9 +77,14 @@ $(OBJS): src/idle_guard.h src/pipeline.h src/policy.h src/compat.h
 
 # Every suite: a second regression run against a server that does not
 # preload the library (CREATE EXTENSION works, every function explains what
-# is missing), the unit test, the main regression run, the TAP files.
+# is missing), the unit test, the main regression run, the TAP files; with
+# IG_REGRESS_SERVER=running, the main regression run only.
 .PHONY: installcheck-nopreload unittest installcheck-regress installcheck-tap
+ifeq ($(IG_REGRESS_SERVER),temporary)
 installcheck: installcheck-nopreload unittest installcheck-regress installcheck-tap
+else
+installcheck: installcheck-regress
+endif
 
 installcheck-nopreload:
 	$(pg_regress_installcheck) --temp-instance=./tmp_nopreload \
@@ -102,7 +116,7 @@ TIDY_CHECKS = -*,clang-analyzer-*,bugprone-*,-bugprone-easily-swappable-paramete
 	-bugprone-assignment-in-if-condition,$\
 	-bugprone-implicit-widening-of-multiplication-result,$\
 	-clang-analyzer-security.insecureAPI.*
-.PHONY: lint lint-cppcheck lint-clang-tidy sanitize soak
+.PHONY: lint lint-cppcheck lint-clang-tidy sanitize soak dist
 lint: lint-cppcheck lint-clang-tidy
 
 lint-cppcheck:
@@ -128,3 +142,11 @@ sanitize:
 # (120 clients, 5 minutes unless DURATION=SECONDS).
 soak:
 	bash test/soak/soak.sh $(if $(DURATION),--duration $(DURATION))
+
+# The PGXN release: the committed tree at HEAD, from git archive, as
+# idle_guard-X.Y.0.zip (META.json's version: the control file's, with a
+# patch level).  test/dist_test.sh checks META.json and that the zip builds
+# and installs with PGXS alone.
+DIST = idle_guard-$(IDLE_GUARD_VERSION).0
+dist:
+	git -C $(srcdir) archive --format zip --prefix $(DIST)/ -o $(abspath $(DIST).zip) HEAD

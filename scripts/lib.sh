@@ -71,17 +71,20 @@ ig_copy_source() {
 	ig_say "copied $(find "$dest" -type f | wc -l) files from $src to $dest"
 }
 
-# ig_build_install DIR PG_CONFIG [LOG]: make COPT=-Werror, then make install,
-# in DIR, each bounded by a timeout; output appended to LOG (its tail shown
-# on failure), or to stdout.
+# ig_build_install DIR PG_CONFIG [LOG [MAKEARG...]]: make COPT=-Werror, then
+# make install, in DIR, each bounded by a timeout, with MAKEARGs (e.g.
+# DESTDIR=...); output appended to LOG (its tail shown on failure), or to
+# stdout.
 ig_build_install() {
 	local dir=$1 pgc=$2 log=${3:-} limit goal
+	shift 2
+	[ "$#" -eq 0 ] || shift
 	ig_say "building in $dir ($("$pgc" --version), -Werror)"
 	if [ -n "$log" ]; then exec 8>>"$log"; else exec 8>&1; fi
 	for goal in "900 all" "300 install"; do
 		read -r limit goal <<<"$goal"
 		[ "$goal" = all ] || ig_say "installing into $("$pgc" --pkglibdir) and $("$pgc" --sharedir)/extension"
-		if ! timeout -k 10 "$limit" make -C "$dir" -j"$(nproc)" "PG_CONFIG=$pgc" COPT=-Werror "$goal" >&8 2>&1; then
+		if ! timeout -k 10 "$limit" make -C "$dir" -j"$(nproc)" "PG_CONFIG=$pgc" COPT=-Werror "$@" "$goal" >&8 2>&1; then
 			exec 8>&-
 			[ -n "$log" ] && tail -n 60 "$log" >&2
 			ig_warn "make $goal failed${log:+ (log: $log)}"
@@ -166,4 +169,71 @@ ig_chroot_prefix() {
 		cd "$r" && pivot_root . mnt && umount -l /mnt && cd / &&
 		exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
 			DEBIAN_FRONTEND=noninteractive "$@"' sh "$1")
+}
+
+# ig_mirror: the Debian mirror this machine's apt uses.
+ig_mirror() {
+	local m
+	m=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+	printf '%s\n' "${m:-http://deb.debian.org/debian}"
+}
+
+# ig_fresh_root SUITE ROOT: make the empty directory ROOT a new minimal
+# Debian SUITE (bookworm, trixie, sid), as a new server has it:
+# debootstrap's minbase, no service started by a package, apt reading the
+# release, its updates and its security archive (sid: sid only), its lists
+# not fetched yet.  debootstrap's output is cached in
+# IG_PG_CACHE/base/SUITE.tar.gz (delete it to refresh); ROOT is a copy.
+ig_fresh_root() {
+	local suite=$1 root=$2 cache=${IG_PG_CACHE:-/var/cache/idle_guard}/base mirror security tmp
+	mirror=$(ig_mirror)
+	security=$(awk '/^URIs:/ && $2 ~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+	mkdir -p "$cache"
+	(
+		flock -w 1800 9 || ig_die "timed out waiting for $cache/$suite.lock"
+		[ -s "$cache/$suite.tar.gz" ] && exit 0
+		bash "$(ig_repo_root)/scripts/setup.sh" --only debootstrap >&2
+		tmp=$(mktemp -d "/var/tmp/idle_guard_base_$suite.XXXXXX")
+		ig_say "debootstrap $suite (cached in $cache/$suite.tar.gz)"
+		if ! timeout -k 10 900 debootstrap --variant=minbase "$suite" "$tmp" "$mirror" >"$tmp.log" 2>&1; then
+			tail -n 20 "$tmp.log" >&2
+			rm -rf --one-file-system "$tmp" "$tmp.log"
+			ig_die "debootstrap $suite failed"
+		fi
+		tar -C "$tmp" -czf "$cache/$suite.tar.gz.part" . && mv "$cache/$suite.tar.gz.part" "$cache/$suite.tar.gz"
+		rm -rf --one-file-system "$tmp" "$tmp.log"
+	) 9>"$cache/$suite.lock" || return 1
+	tar -C "$root" -xzf "$cache/$suite.tar.gz"
+	chmod 755 "$root" # it becomes /, which every user must enter
+	printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' >"$root/etc/hosts"
+	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+	chmod 755 "$root/usr/sbin/policy-rc.d"
+	# the mirror may be a snapshot, whose sid Release file has expired
+	echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/99idle-guard"
+	if [ "$suite" = sid ]; then
+		printf 'deb %s sid main\n' "$mirror"
+	else
+		printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' "$mirror" "$suite" \
+			"$mirror" "$suite" "${security:-http://deb.debian.org/debian-security}" "$suite"
+	fi >"$root/etc/apt/sources.list"
+}
+
+# ig_installed_package: the one installed postgresql-NN-idle-guard, or fail.
+ig_installed_package() {
+	local pkgs
+	pkgs=$(dpkg-query -W -f '${db:Status-Status} ${Package}\n' 'postgresql-*-idle-guard' 2>/dev/null |
+		awk '$1 == "installed" {print $2}')
+	[ -n "$pkgs" ] && [ "$(printf '%s\n' "$pkgs" | wc -l)" -eq 1 ] && printf '%s\n' "$pkgs"
+}
+
+# ig_package_major PACKAGE: NN of postgresql-NN-idle-guard.
+ig_package_major() { local m=${1#postgresql-}; printf '%s\n' "${m%%-*}"; }
+
+# ig_has_packages ROOT PKG...: true when every PKG is installed in the
+# system at ROOT ("" for this one).
+ig_has_packages() {
+	local root=$1 n
+	shift
+	n=$(dpkg-query --admindir="$root/var/lib/dpkg" -W -f '${db:Status-Status}\n' "$@" 2>/dev/null | grep -cx installed || true)
+	[ "$n" -eq "$#" ]
 }

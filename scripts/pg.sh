@@ -158,7 +158,8 @@ in_chroot() {
 	fi
 	# a chroot cached before the network tests needed them
 	ig_chroot_prefix "$root"
-	if ! "${IG_IN[@]}" dpkg-query -W $CHROOT_EXTRAS >/dev/null 2>&1; then
+	# shellcheck disable=SC2086
+	if ! ig_has_packages "$root" $CHROOT_EXTRAS; then
 		LOG=$CACHE/chroot/pg-$major.log
 		run 600 "apt-get update in the chroot" "${IG_IN[@]}" apt-get -q update
 		run 600 "$CHROOT_EXTRAS" "${IG_IN[@]}" apt-get install -y -q --no-install-recommends $CHROOT_EXTRAS
