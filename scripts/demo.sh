@@ -2,13 +2,16 @@
 #
 # scripts/demo.sh -- watch idle_guard end a forgotten transaction.
 #
-# Usage: bash scripts/demo.sh [--keep]
+# Usage: bash scripts/demo.sh [--keep] [--installed]
 #
 #   --keep         keep the temporary directories (cluster, logs, build)
+#   --installed    use the installed package postgresql-NN-idle-guard:
+#                  install nothing, build nothing (the quick start of a
+#                  package install; CI runs it on each package it built)
 #   PG_CONFIG=...  pg_config to build against (default: this Debian release's)
 #
 # Installs what is missing (scripts/setup.sh), builds and installs
-# idle_guard from a copy of the tree, starts a throwaway cluster (port 54329
+# idle_guard from a copy of the tree (with --installed: neither), starts a throwaway cluster (port 54329
 # or the next free one, 127.0.0.1 and a socket in a temporary directory; as
 # the postgres user when root) with idle_guard preloaded in "terminate"
 # mode, and tells the story: a forgetful client goes silent in a
@@ -21,11 +24,12 @@
 
 set -euo pipefail
 
-KEEP=0
+KEEP=0 INSTALLED=0
 for arg in "$@"; do
 	case "$arg" in
 	--keep) KEEP=1 ;;
-	-h | --help) sed -n '5,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--installed) INSTALLED=1 ;;
+	-h | --help) sed -n '5,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "demo: unknown argument: $arg" >&2; exit 2 ;;
 	esac
 done
@@ -46,8 +50,16 @@ WAIT_FINISH=10    # a blocked client completes
 STORY_BUDGET=110  # the whole story
 DEADLINE=
 
-bash "$SCRIPTS/setup.sh"
-PG_CONFIG=$(ig_pg_config)
+if [ "$INSTALLED" -eq 1 ]; then
+	PACKAGE=$(ig_installed_package) || ig_die "no postgresql-NN-idle-guard is installed (or more than one)"
+	PG_CONFIG=/usr/lib/postgresql/$(ig_package_major "$PACKAGE")/bin/pg_config
+	dpkg -S "$("$PG_CONFIG" --pkglibdir)/idle_guard.so" >/dev/null ||
+		ig_die "$("$PG_CONFIG" --pkglibdir)/idle_guard.so is not from a package"
+	ig_say "using the installed package $PACKAGE $(dpkg-query -W -f '${Version}' "$PACKAGE")"
+else
+	bash "$SCRIPTS/setup.sh"
+	PG_CONFIG=$(ig_pg_config)
+fi
 BINDIR=$("$PG_CONFIG" --bindir)
 unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGOPTIONS PGDATA PGAPPNAME
 BUILD_DIR=$(mktemp -d /tmp/idle_guard_demo_build.XXXXXX)
@@ -131,9 +143,11 @@ start_client() {
 
 # --- build, install, start a throwaway cluster ------------------------------
 
-ig_copy_source "$(ig_repo_root)" "$BUILD_DIR" >/dev/null
-ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
-	fail "could not build and install idle_guard (log: $BUILD_DIR/build.log, kept with --keep)"
+if [ "$INSTALLED" -eq 0 ]; then
+	ig_copy_source "$(ig_repo_root)" "$BUILD_DIR" >/dev/null
+	ig_build_install "$BUILD_DIR" "$PG_CONFIG" "$BUILD_DIR/build.log" ||
+		fail "could not build and install idle_guard (log: $BUILD_DIR/build.log, kept with --keep)"
+fi
 ig_give_to_server_user "$DEMO_DIR"
 ig_start_cluster "$DEMO_DIR" "$BINDIR" 54329 "shared_preload_libraries = 'idle_guard'
 idle_guard.action = 'terminate'
