@@ -46,6 +46,9 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 say "missing packages: ${missing[*]}"
 [ "$(id -u)" -eq 0 ] || die "not root, cannot install them (as root: apt-get install ${missing[*]})"
+# one apt at a time: CI builds packages in the background while it tests
+exec 9>/tmp/idle_guard-setup.lock
+flock -w 1800 9 || die "timed out waiting for /tmp/idle_guard-setup.lock"
 timeout -k 10 600 apt-get update -q >&2 || die "apt-get update failed"
 DEBIAN_FRONTEND=noninteractive timeout -k 10 1200 \
 	apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 || die "apt-get install failed"

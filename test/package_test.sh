@@ -3,9 +3,11 @@
 # test/package_test.sh -- what a DBA does with the package of idle_guard, on
 # a system that has no PostgreSQL yet.
 #
-# Usage: bash test/package_test.sh --pg MAJOR [--test NAME]... [--upgrade-from REF]
+# Usage: bash test/package_test.sh --pg MAJOR [--debs DIR] [--test NAME]... [--upgrade-from REF]
 #
 #   --pg MAJOR         15, 17, 18 or 19 (scripts/package.sh builds it)
+#   --debs DIR         the package scripts/package.sh --out DIR built
+#                      already (CI builds them in the background)
 #   --test NAME        only this test of the autopkgtest (installcheck, tap)
 #   --upgrade-from REF also upgrade from the package of REF (e.g. v1.4)
 #
@@ -179,11 +181,12 @@ if [ "${1:-}" = --inside ]; then
 	inside "$@"
 	exit 0
 fi
-MAJOR= FROM= TESTS=()
+MAJOR= FROM= DEBS= TESTS=()
 while [ "$#" -gt 0 ]; do
 	case "$1" in
 	--pg) MAJOR=${2:-}; shift ;;
 	--test) TESTS+=("${2:-}"); shift ;;
+	--debs) DEBS=${2:-}; shift ;;
 	--upgrade-from) FROM=${2:-}; shift ;;
 	*) sed -n '5,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
@@ -195,11 +198,17 @@ case "$MAJOR" in
 18 | 19) SUITE=sid ;;
 *) ig_die "--pg: 15, 17, 18 or 19" ;;
 esac
-OUT=$(mktemp -d /var/tmp/idle_guard_packages.XXXXXX)
 ROOT=$(mktemp -d "/var/tmp/idle_guard_$SUITE.XXXXXX")
-trap 'rm -rf --one-file-system "$ROOT" "$OUT"' EXIT
-timed "scripts/package.sh --pg $MAJOR" bash "$HERE/../scripts/package.sh" --pg "$MAJOR" --out "$OUT"
-DEB=$(ls "$OUT"/postgresql-"$MAJOR"-idle-guard_*.deb)
+if [ -n "$DEBS" ]; then
+	OUT=$(cd "$DEBS" && pwd -P) || ig_die "--debs: no directory $DEBS"
+	trap 'rm -rf --one-file-system "$ROOT"' EXIT
+else
+	OUT=$(mktemp -d /var/tmp/idle_guard_packages.XXXXXX)
+	trap 'rm -rf --one-file-system "$ROOT" "$OUT"' EXIT
+	timed "scripts/package.sh --pg $MAJOR" bash "$HERE/../scripts/package.sh" --pg "$MAJOR" --out "$OUT"
+fi
+DEB=$(ls "$OUT"/postgresql-"$MAJOR"-idle-guard_*.deb 2>/dev/null || true)
+[ "$(printf '%s' "$DEB" | grep -c .)" -eq 1 ] || ig_die "not one postgresql-$MAJOR-idle-guard_*.deb in $OUT: ${DEB:-none}"
 VERSION=$(dpkg-deb -f "$DEB" Version)
 if [ -n "$FROM" ]; then
 	timed "scripts/package.sh --pg $MAJOR --ref $FROM" bash "$HERE/../scripts/package.sh" --pg "$MAJOR" --ref "$FROM" --out "$OUT"
