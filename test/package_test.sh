@@ -99,8 +99,9 @@ wait_for() {
 	done
 }
 
+SILENT= # the silent client's psql (global: the EXIT trap kills it)
 upgrade() {
-	local old=$1 new=$2 pkg major old_version new_version silent=
+	local old=$1 new=$2 pkg major old_version new_version
 	pkg=$(dpkg-deb -f "$old" Package)
 	[ "$pkg" = "$(dpkg-deb -f "$new" Package)" ] || ig_die "$old and $new are not the same package"
 	major=$(ig_package_major "$pkg")
@@ -109,7 +110,7 @@ upgrade() {
 	BINDIR=/usr/lib/postgresql/$major/bin
 	DIR=$(mktemp -d /tmp/idle_guard_upgrade.XXXXXX)
 	ig_give_to_server_user "$DIR"
-	trap '[ -z "$silent" ] || kill "$silent" 2>/dev/null; ig_stop_servers_under "$DIR" "$BINDIR/pg_config"; rm -rf "$DIR"' EXIT
+	trap '[ -z "$SILENT" ] || kill "$SILENT" 2>/dev/null; ig_stop_servers_under "$DIR" "$BINDIR/pg_config"; rm -rf "$DIR"' EXIT
 	ig_start_cluster "$DIR" "$BINDIR" 54340 "shared_preload_libraries = 'idle_guard'
 idle_guard.action = 'terminate'
 idle_guard.idle_timeout = '2s'
@@ -122,13 +123,13 @@ idle_guard.naptime = '200ms'" || ig_die "could not start a cluster"
 	exec 7<>"$DIR/silent.in"
 	PGAPPNAME=upgrade_silent "$BINDIR/psql" -X -h "$DIR" -p "$IG_CLUSTER_PORT" -U postgres -d postgres \
 		<"$DIR/silent.in" >/dev/null 2>&1 7>&- &
-	silent=$!
+	SILENT=$!
 	printf 'BEGIN;\nSELECT * FROM t FOR UPDATE;\n' >&7
 	wait_for "a history row for upgrade_silent" 30 \
 		"SELECT EXISTS (SELECT FROM idle_guard_history() WHERE application_name = 'upgrade_silent' AND action = 'terminated')"
 	exec 7>&-
-	wait "$silent" || true
-	silent=
+	wait "$SILENT" || true
+	SILENT=
 	local row="FROM idle_guard_history() WHERE application_name = 'upgrade_silent' AND action = 'terminated'" record
 	record=$(sql "SELECT record $row")
 	ig_say "history before: $(sql "SELECT count(*) FROM idle_guard_history()") row(s)"
