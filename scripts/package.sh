@@ -19,8 +19,8 @@
 # without debian/) and the binary package for that one major
 # (PG_SUPPORTED_VERSIONS=MAJOR pg_buildext updatecontrol, dpkg-buildpackage
 # -us -uc), then runs lintian (-I --pedantic); any error, warning or info
-# tag fails (with --ref, it is only reported).  Installs what building needs where it builds.  The last line
-# of stdout is the path of the .deb.
+# tag fails (with --ref, it is only reported).  Installs what building
+# needs where it builds.  The last line of stdout is the path of the .deb.
 
 set -euo pipefail
 umask 022
@@ -29,7 +29,7 @@ SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 # shellcheck source=scripts/lib.sh
 . "$SCRIPTS/lib.sh"
 
-usage() { sed -n '5,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '5,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 MAJOR= REF= OUT=${IG_PACKAGE_DIR:-/var/tmp/idle_guard-packages}
 while [ "$#" -gt 0 ]; do
 	case "$1" in

@@ -189,7 +189,7 @@ while [ "$#" -gt 0 ]; do
 	--test) TESTS+=("${2:-}"); shift ;;
 	--debs) DEBS=${2:-}; shift ;;
 	--upgrade-from) FROM=${2:-}; shift ;;
-	*) sed -n '5,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	*) sed -n '5,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 	shift
 done
