@@ -331,18 +331,22 @@ idle_guard_rule_name(IgRule rule)
  *	  out half an RTO before it, and the one before that a quarter earlier
  *	  still.  A live peer answers a retransmission within a round trip,
  *	  without a rate limit, even when it has no room to keep the data;
- *	- or IG_LINK_UNANSWERED_PROBES probes in a row unanswered.  A live peer
- *	  answers a keepalive probe within a round trip, and the next one is a
- *	  keepalive interval later.  A live peer that stopped reading answers
- *	  the zero-window probes (out-of-window segments) at most once per its
- *	  tcp_invalid_ratelimit, so one probe may go unanswered: the first
- *	  probe after an answered one.  Our kernel sends the probes at base <<
+ *	- or IG_LINK_UNANSWERED_PROBES probes in a row unanswered, and no ACK
+ *	  for IG_LINK_PROBES_MIN_MS.  A live peer answers a keepalive probe
+ *	  within a round trip, and the next one is a keepalive interval later.
+ *	  A live peer that stopped reading answers the zero-window probes
+ *	  (out-of-window segments) at most once per its tcp_invalid_ratelimit
+ *	  (500 ms by default), counted from its last such answer, which is at
+ *	  or before its last ACK.  Our kernel sends the probes at base <<
  *	  backoff (base at least 200 ms, the backoff grown by one per probe,
- *	  answered or not), so after an answer at backoff b >= 1 the next two
- *	  probes come 2^b and 3 * 2^b bases later: two unanswered in a row
- *	  would take a rate limit of 1.2 s or more (500 ms by default).  A dead
- *	  peer leaves them all unanswered: the second 0.6 s after its last ACK
- *	  at the earliest, while the backoff grows.
+ *	  answered or not, and reset when the window opens), so after an ACK
+ *	  at backoff b the next probes come 2^b, 3 * 2^b and 7 * 2^b bases
+ *	  later.  When that ACK fell inside the rate limit of an earlier answer
+ *	  (the window closed again soon after it opened), the first two can go
+ *	  unanswered if the rate limit exceeds 3 * 2^b bases; the third,
+ *	  later than the rate limit, is answered: for a rate limit of 1.2 s or
+ *	  less, under 2.8 s after the ACK.  A dead peer leaves them all
+ *	  unanswered, and its last ACK grows old.
  *
  * Not reading: the peer advertises a zero window and answers probes often
  * enough not to be unreachable.  Alive: its kernel acknowledges, whatever
@@ -374,7 +378,8 @@ idle_guard_classify_link(const IgTcpFacts *tcp)
 		(uint64) (tcp->last_ack_recv_ms - tcp->last_data_sent_ms) * 4000 >=
 		(uint64) tcp->rto_us * 3)
 		return IG_LINK_UNREACHABLE;
-	if (silent_peer && tcp->probes >= IG_LINK_UNANSWERED_PROBES)
+	if (tcp->last_ack_recv_ms >= IG_LINK_PROBES_MIN_MS &&
+		tcp->probes >= IG_LINK_UNANSWERED_PROBES)
 		return IG_LINK_UNREACHABLE;
 	if (tcp->snd_wnd == 0)
 		return IG_LINK_NOT_READING;

@@ -107,6 +107,18 @@ typedef struct IgTcpFacts
  */
 #define IG_LINK_UNANSWERED_PROBES 2
 
+/*
+ * How long the peer must have acknowledged nothing before unanswered
+ * probes count.  A live peer that stopped reading and rate-limits its
+ * answers to out-of-window segments can leave two probes in a row
+ * unanswered when its last ACK fell inside the rate limit of an earlier
+ * answer; the next probe, at most 7 * 2^backoff bases after that ACK, is
+ * answered.  Two unanswered take a rate limit above 3 * 2^backoff bases,
+ * so with a rate limit of 1.2 s or less the last ACK of a live peer in
+ * that state is under 2.8 s old (see idle_guard_classify_link).
+ */
+#define IG_LINK_PROBES_MIN_MS 3000
+
 /* What idle_guard does (or would do) to a session */
 typedef enum IgAction
 {
