@@ -282,7 +282,10 @@ for my $ratelimit (500, 1000)
 		my $list = join(',', @pids);
 		is($reader->safe_psql('postgres',
 				"SELECT count(*) FROM idle_guard_history() WHERE pid IN ($list)"),
-			'0', "rate limit ${ratelimit} ms: none of them was acted on");
+			'0', "rate limit ${ratelimit} ms: none of them was acted on")
+		  or diag $reader->safe_psql('postgres',
+			"SELECT pid, rule, record->'client_link' FROM idle_guard_history() "
+			  . "WHERE pid IN ($list)");
 	}
 }
 $reader->stop;
