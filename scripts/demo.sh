@@ -11,9 +11,10 @@
 #   PG_CONFIG=...  pg_config to build against (default: this Debian release's)
 #
 # Installs what is missing (scripts/setup.sh), builds and installs
-# idle_guard from a copy of the tree (with --installed: neither), starts a throwaway cluster (port 54329
-# or the next free one, 127.0.0.1 and a socket in a temporary directory; as
-# the postgres user when root) with idle_guard preloaded in "terminate"
+# idle_guard from a copy of the tree (with --installed: neither), starts
+# a throwaway cluster (port 54329 or the next free one, 127.0.0.1 and a
+# socket in a temporary directory; as the postgres user when root) with
+# idle_guard preloaded in "terminate"
 # mode, and tells the story: a forgetful client goes silent in a
 # transaction holding a row lock, three sessions queue behind it,
 # idle_guard_report() shows it, idle_guard terminates it after

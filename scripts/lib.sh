@@ -218,6 +218,10 @@ ig_fresh_root() {
 	fi >"$root/etc/apt/sources.list"
 }
 
+# ig_default_version [FILE]: default_version of the control file FILE (or
+# of the one on stdin), e.g. 1.5.
+ig_default_version() { sed -n "s/^default_version = '\(.*\)'/\1/p" "$@"; }
+
 # ig_installed_package: the one installed postgresql-NN-idle-guard, or fail.
 ig_installed_package() {
 	local pkgs

@@ -30,7 +30,7 @@ SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 . "$SCRIPTS/lib.sh"
 
 usage() { sed -n '5,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
-MAJOR= REF= OUT=${IG_PACKAGE_DIR:-/var/tmp/idle_guard-packages}
+MAJOR='' REF='' OUT=${IG_PACKAGE_DIR:-/var/tmp/idle_guard-packages}
 while [ "$#" -gt 0 ]; do
 	case "$1" in
 	--pg) MAJOR=${2:-}; shift ;;
@@ -83,7 +83,7 @@ release_commit() {
 	local want=${1#v} c version newer=
 	[[ "$want" =~ ^[0-9]+\.[0-9]+$ ]] || return 1
 	for c in $(git -C "$REPO" log --format=%H HEAD -- idle_guard.control); do
-		version=$(git -C "$REPO" show "$c:idle_guard.control" | sed -n "s/^default_version = '\(.*\)'/\1/p")
+		version=$(git -C "$REPO" show "$c:idle_guard.control" | ig_default_version)
 		if [ "$version" = "$want" ]; then
 			# the release ends where the next change of the control file begins
 			if [ -n "$newer" ]; then git -C "$REPO" rev-parse "$newer^"; else git -C "$REPO" rev-parse HEAD; fi
@@ -110,7 +110,7 @@ else
 	git -C "$REPO" archive "$commit" | tar -C "$TREE" -xf -
 	ig_say "the tree of $REF ($(git -C "$REPO" rev-parse --short "$commit"))"
 fi
-EXT_VERSION=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$TREE/idle_guard.control")
+EXT_VERSION=$(ig_default_version "$TREE/idle_guard.control")
 [[ "$EXT_VERSION" =~ ^[0-9]+\.[0-9]+$ ]] || ig_die "idle_guard.control: no default_version MAJOR.MINOR"
 UPSTREAM=$EXT_VERSION.0 # the release's semantic version, as in META.json
 if [ ! -d "$TREE/debian" ]; then

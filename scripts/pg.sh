@@ -41,8 +41,7 @@ case "${1:-}" in
 esac
 [ -n "$ARG" ] || { usage >&2; exit 2; }
 CACHE=${IG_PG_CACHE:-/var/cache/idle_guard}
-MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
+MIRROR=$(ig_mirror)
 CONFIGURE=(--enable-tap-tests --enable-cassert --enable-debug --without-icu
 	--without-readline --without-zlib --without-llvm)
 

@@ -20,7 +20,7 @@ REPO=$(ig_repo_root)
 
 bash "$REPO/scripts/setup.sh" unzip
 PG_CONFIG=$(ig_pg_config)
-want=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$REPO/idle_guard.control").0
+want=$(ig_default_version "$REPO/idle_guard.control").0
 
 # META.json: JSON::PP is in perl's core
 perl -MJSON::PP -e '

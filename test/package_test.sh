@@ -140,7 +140,7 @@ idle_guard.naptime = '200ms'" || ig_die "could not start a cluster"
 		ig_die "the server did not restart"
 	sql "ALTER EXTENSION idle_guard UPDATE"
 	local want
-	want=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "/usr/share/postgresql/$major/extension/idle_guard.control")
+	want=$(ig_default_version "/usr/share/postgresql/$major/extension/idle_guard.control")
 	[ "$(sql "SELECT extversion FROM pg_extension WHERE extname = 'idle_guard'")" = "$want" ] ||
 		ig_die "the extension is not at $want after ALTER EXTENSION UPDATE"
 	[ "$(sql "SELECT count(*) $row")" -eq 1 ] || ig_die "the history row did not survive the upgrade"
