@@ -11,28 +11,30 @@
 
 MODULE_big = idle_guard
 OBJS = \
-	src/idle_guard.o \
+	src/policy.o \
 	src/shmem.o \
 	src/history.o \
 	src/persist.o \
+	src/settings.o \
+	src/exempt.o \
+	src/session_policy.o \
+	src/keepalive.o \
 	src/names.o \
-	src/policy.o \
 	src/backends.o \
 	src/prepared.o \
+	src/gid.o \
 	src/observe.o \
 	src/replay.o \
 	src/link.o \
-	src/keepalive.o \
 	src/locks.o \
-	src/session_policy.o \
 	src/pipeline.o \
-	src/gid.o \
-	src/gid_worker.o \
 	src/record.o \
 	src/client_message.o \
 	src/action.o \
 	src/worker.o \
-	src/report.o
+	src/gid_worker.o \
+	src/report.o \
+	src/idle_guard.o
 
 EXTENSION = idle_guard
 DATA = idle_guard--1.0.sql idle_guard--1.0--1.1.sql idle_guard--1.1--1.2.sql \
@@ -73,7 +75,7 @@ include $(PGXS)
 
 # Every object depends on the shared headers (PGXS tracks them only when
 # the server was configured with --enable-depend).
-$(OBJS): src/idle_guard.h src/pipeline.h src/policy.h src/compat.h
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
 
 # Every suite: a second regression run against a server that does not
 # preload the library (CREATE EXTENSION works, every function explains what
@@ -92,7 +94,7 @@ installcheck-nopreload:
 
 # The policy decision is a pure function: test it alone, table-driven,
 # without a server.
-test/policy_test: test/policy_test.c src/policy.c src/policy.h
+test/policy_test: test/policy_test.c src/policy.c src/policy.h src/reasons.h src/rules.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PG_CPPFLAGS) -I$(includedir_server) \
 		-o $@ test/policy_test.c src/policy.c -L$(pkglibdir) -L$(libdir) -lpgport -lm
 

@@ -52,8 +52,11 @@
 #include "utils/builtins.h"
 #include "utils/wait_event.h"
 
+#include "action.h"
 #include "compat.h"
-#include "idle_guard.h"
+#include "names.h"
+#include "shared.h"
+#include "snapshot.h"
 
 /*
  * Names and texts describing one target, resolved once per action.  A
@@ -88,6 +91,7 @@ typedef enum IgRecheck
 } IgRecheck;
 
 static bool ig_ends_by_conflict(const IgSession *s);
+static uint32 ig_expected_wait_event(IgClientWait waits);
 static IgRecheck ig_recheck(const IgSession *s, bool send_signal,
 							const char **why);
 static void ig_spare(IgSession *s, const IgTarget *t, TimestampTz now,
@@ -104,7 +108,7 @@ static void ig_spare(IgSession *s, const IgTarget *t, TimestampTz now,
  * as the reload that started this sweep, leaves ClientRead for an instant):
  * the worker looks again after naptime instead of sparing it for good.
  */
-IgActResult
+IgActNext
 idle_guard_act(IgSession *s)
 {
 	IgTarget	t;
@@ -120,19 +124,19 @@ idle_guard_act(IgSession *s)
 	present = idle_guard_build_record(s, rec, &cur, &state);
 	t.record = rec;
 
-	if (s->decision.action == IG_DO_REPORT)
+	if (s->decision.action == IG_VERDICT_REPORT)
 	{
 		ig_log_action(s, &t, s->reason == IG_REASON_PREPARED ?
 					  "prepared transaction holds locks" :
 					  "silent session holds locks", now);
 		idle_guard_history_add(s, t.usename, t.datname, t.client, now,
-						  IG_HIST_REPORTED, NULL, rec);
+						  IG_OUTCOME_REPORTED, NULL, rec);
 		return IG_ACT_DONE;
 	}
 
-	/* the policy never lets a prepared transaction be terminated */
-	Assert(s->decision.action == IG_DO_TERMINATE);
-	Assert(s->reason != IG_REASON_PREPARED);
+	/* the policy never lets what has no backend be terminated */
+	Assert(s->decision.action == IG_VERDICT_TERMINATE);
+	Assert(idle_guard_reason(s->reason)->waits != IG_WAITS_NOTHING);
 
 	/*
 	 * Stage 1, from the status read just made for the record: is it still the
@@ -175,7 +179,7 @@ idle_guard_act(IgSession *s)
 	{
 		case IG_RECHECK_OK:
 			idle_guard_history_add(s, t.usename, t.datname, t.client, now,
-								   IG_HIST_TERMINATED,
+								   IG_OUTCOME_TERMINATED,
 								   ig_ends_by_conflict(s) ?
 								   "recovery conflict signal sent" :
 								   "SIGTERM sent", rec);
@@ -202,21 +206,40 @@ ig_spare(IgSession *s, const IgTarget *t, TimestampTz now, const char *why)
 					s->key.pid, why),
 			 errhidestmt(true), errhidecontext(true)));
 	idle_guard_history_add(s, t->usename, t->datname, t->client, now,
-					  IG_HIST_SKIPPED, why, t->record);
+					  IG_OUTCOME_SKIPPED, why, t->record);
 }
 
 /*
  * Does the session end by PostgreSQL's recovery-conflict path rather than
  * SIGTERM?  Only on a standby, only when WAL replay is among its waiters,
- * and only idle in a (not aborted) transaction, the one state in which the
- * signal ends the session: an idle or aborted one would ignore it, and a
- * client not reading would never see it.
+ * and only idle in a (not aborted) transaction (reasons.h's idle_in_xact),
+ * the one state in which the signal ends the session: an idle or aborted
+ * one would ignore it, and a client not reading would never see it.
  */
 static bool
 ig_ends_by_conflict(const IgSession *s)
 {
-	return s->blocks_replay && s->reason == IG_REASON_IDLE_XACT &&
+	return s->blocks_replay && idle_guard_reason(s->reason)->idle_in_xact &&
 		s->state == STATE_IDLEINTRANSACTION && RecoveryInProgress();
+}
+
+/*
+ * The wait event of a backend silent the way its reason says (reasons.h's
+ * waits): the re-check accepts exactly that one.
+ */
+static uint32
+ig_expected_wait_event(IgClientWait waits)
+{
+	switch (waits)
+	{
+		case IG_WAITS_READ:
+			return WAIT_EVENT_CLIENT_READ;
+		case IG_WAITS_WRITE:
+			return WAIT_EVENT_CLIENT_WRITE;
+		case IG_WAITS_NOTHING:
+			break;
+	}
+	return 0;					/* matches no backend that waits */
 }
 
 /*
@@ -251,8 +274,7 @@ ig_recheck(const IgSession *s, bool send_signal, const char **why)
 		result = IG_RECHECK_ENDED;
 	}
 	else if (UINT32_ACCESS_ONCE(proc->wait_event_info) !=
-			 (s->reason == IG_REASON_CLIENT_WRITE ?
-			  WAIT_EVENT_CLIENT_WRITE : WAIT_EVENT_CLIENT_READ))
+			 ig_expected_wait_event(idle_guard_reason(s->reason)->waits))
 	{
 		*why = "backend was not waiting for its client";
 		result = IG_RECHECK_BUSY;
@@ -282,7 +304,7 @@ ig_recheck(const IgSession *s, bool send_signal, const char **why)
 	{
 		errno = save_errno;
 		ereport(WARNING,
-				(errmsg("idle_guard: could not send signal to process %d: %m",
+				(errmsg("could not send signal to process %d: %m",
 						s->key.pid)));
 	}
 	return result;
@@ -340,7 +362,7 @@ ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
 					 (double) (now - s->silent_since) / USECS_PER_SEC,
 					 s->locks_held, s->blocked_total,
 					 idle_guard_rule_name(s->decision.rule),
-					 idle_guard_action_name(s->decision.action));
+					 idle_guard_verdict_name(s->decision.action));
 	ig_append_quoted(&buf, "reason", idle_guard_reason_name(s->reason));
 	if (s->blocks_replay)
 		appendStringInfoString(&buf, " blocks_replay=true");

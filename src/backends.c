@@ -33,7 +33,7 @@
 #include "utils/wait_event.h"
 
 #include "compat.h"
-#include "idle_guard.h"
+#include "snapshot.h"
 
 /* Entry of the pid -> PGPROC index map */
 typedef struct IgPidEntry
@@ -75,14 +75,14 @@ ig_build_pid_map(void)
 
 /*
  * Why a client backend in this state, waiting on this event, is silent, if
- * it is: waiting on its client, in or out of a statement.  Session-level
- * locks can keep an idle session (or one in an aborted transaction, whose
- * other locks are gone) relevant; those are candidates only when
- * include_idle says someone waits on a lock at all.
+ * it is: waiting on its client, in or out of a statement (the classifier
+ * of reasons.h's shapes that have a backend).  Session-level locks can
+ * keep an idle session (or one in an aborted transaction, whose other
+ * locks are gone) relevant.
  */
 static bool
 ig_silent_reason(BackendState state, uint32 wait_event_info,
-				 bool include_idle, IgReason *reason)
+				 IgReason *reason)
 {
 	switch (state)
 	{
@@ -104,7 +104,7 @@ ig_silent_reason(BackendState state, uint32 wait_event_info,
 		case STATE_IDLE:
 		case STATE_IDLEINTRANSACTION_ABORTED:
 			*reason = IG_REASON_SESSION_LOCK;
-			return include_idle;
+			return true;
 		default:
 			return false;
 	}
@@ -120,8 +120,9 @@ ig_silent_reason(BackendState state, uint32 wait_event_info,
  * when it waits on its client while its client owes it something: idle in
  * a transaction, or active but blocked sending results (the client does
  * not read) or reading the rest of a request.  Idle sessions and those in
- * an aborted transaction hold at most session-level locks; they are
- * listed only when include_idle, and count only if someone waits on them.
+ * an aborted transaction hold at most session-level locks; like every
+ * shape that needs a waiter (reasons.h), they are listed only when
+ * include_idle, and count only if someone waits on them.
  */
 void
 idle_guard_snapshot(IgSweep *sweep, bool include_idle)
@@ -164,8 +165,8 @@ idle_guard_snapshot(IgSweep *sweep, bool include_idle)
 			continue;			/* exited since the status was read */
 		proc = &ProcGlobal->allProcs[pe->procno];
 		wait_event_info = UINT32_ACCESS_ONCE(proc->wait_event_info);
-		if (!ig_silent_reason(be->st_state, wait_event_info, include_idle,
-							  &reason))
+		if (!ig_silent_reason(be->st_state, wait_event_info, &reason) ||
+			(idle_guard_reason(reason)->needs_waiter && !include_idle))
 			continue;
 
 		s = &sweep->sessions[sweep->nsessions++];

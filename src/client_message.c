@@ -47,7 +47,9 @@
 #include "storage/proc.h"
 #include "utils/elog.h"
 
-#include "idle_guard.h"
+#include "action.h"
+#include "settings.h"
+#include "shared.h"
 
 /* How many waiters' pids the detail lists */
 #define IG_NOTE_MAX_PIDS 5
@@ -65,8 +67,6 @@ static void ig_emit_log_hook(ErrorData *edata);
 static bool ig_take_note(IgEndNote *note, IgEndNote *copy);
 static void ig_write_note(int procno, const IgEndNote *content);
 static void ig_append_duration(StringInfo buf, int ms);
-static const char *ig_silence_words(IgReason reason);
-static const char *ig_hint(IgReason reason, bool by_conflict);
 
 /*
  * idle_guard_install_message_hook
@@ -93,19 +93,19 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 {
 	IgEndNote	note;
 	StringInfoData buf;
-	IgRule		rule = s->decision.rule;
-	const char *setting;		/* the setting of the rule that fired */
-	int			setting_ms;
+	const IgReasonInfo *reason = idle_guard_reason(s->reason);
+	const IgRuleInfo *rule = idle_guard_rule(s->decision.rule);
 	int			others = s->blocked_total - (s->blocks_replay ? 1 : 0);
 	int			i;
 
+	Assert(rule != NULL && reason->words != NULL);
 	memset(&note, 0, sizeof(note));
 	note.pid = s->key.pid;
 	note.proc_start = s->key.proc_start;
 	note.by_conflict = by_conflict;
 	if (by_conflict)
 		note.sqlerrcode = ERRCODE_T_R_SERIALIZATION_FAILURE;
-	else if (s->reason == IG_REASON_IDLE_XACT &&
+	else if (reason->idle_in_xact &&
 			 idle_guard_terminate_sqlstate == IG_SQLSTATE_IDLE_TIMEOUT)
 		note.sqlerrcode = ERRCODE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT;
 	else
@@ -114,12 +114,10 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 	/* the reason and the figures */
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "terminating connection because it %s for %.1f s ",
-					 ig_silence_words(s->reason),
+					 reason->words,
 					 (double) (now - s->silent_since) / USECS_PER_SEC);
-	if (rule == IG_RULE_UNREACHABLE)
-		appendStringInfoString(&buf, "while holding locks, its client unreachable");
-	else if (rule != IG_RULE_BLOCKING)
-		appendStringInfoString(&buf, "while holding locks");
+	if (rule->message != NULL)
+		appendStringInfoString(&buf, rule->message);
 	else if (s->blocks_replay && others > 0)
 		appendStringInfo(&buf, "while blocking WAL replay and %d other %s",
 						 others, others == 1 ? "session" : "sessions");
@@ -131,38 +129,25 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 	strlcpy(note.message, buf.data, sizeof(note.message));
 
 	/* the rule, the setting and its value, the locks, the waiters */
-	switch (rule)
-	{
-		case IG_RULE_BLOCKING:
-			setting = "blocking_timeout";
-			setting_ms = s->policy.blocking_timeout_ms;
-			break;
-		case IG_RULE_UNREACHABLE:
-			setting = "unreachable_timeout";
-			setting_ms = s->policy.unreachable_timeout_ms;
-			break;
-		default:
-			setting = "idle_timeout";
-			setting_ms = s->policy.idle_timeout_ms;
-			break;
-	}
 	resetStringInfo(&buf);
 	appendStringInfo(&buf, "idle_guard ended it by its %s rule: idle_guard.%s is ",
-					 idle_guard_rule_name(rule), setting);
-	ig_append_duration(&buf, setting_ms);
+					 rule->name, rule->setting);
+	ig_append_duration(&buf,
+					   idle_guard_rule_timeout(&s->policy, s->decision.rule));
+
 	/*
-	 * The unreachable deadline counts from the later of the last ACK and the
-	 * start of the silence.  The kernel times the ACK in jiffies, so when the
-	 * two are a few milliseconds apart either may look later: name the
-	 * silence only when it began a tenth of a second (the precision shown)
-	 * or more after the ACK.
+	 * A deadline counted from the client's last ACK counts from the later
+	 * of that ACK and the start of the silence.  The kernel times the ACK in
+	 * jiffies, so when the two are a few milliseconds apart either may look
+	 * later: name the silence only when it began a tenth of a second (the
+	 * precision shown) or more after the ACK.
 	 */
-	if (rule == IG_RULE_UNREACHABLE &&
+	if (rule->clock == IG_CLOCK_LAST_ACK &&
 		s->facts.silent_since - s->facts.unreachable_since <
 		IG_NOTE_SILENCE_AFTER_ACK_US)
 		appendStringInfo(&buf, ", counted from its client's last acknowledgement %.1f s before",
 						 (double) s->tcp.last_ack_recv_ms / 1000.0);
-	else if (rule == IG_RULE_UNREACHABLE)
+	else if (rule->clock == IG_CLOCK_LAST_ACK)
 		appendStringInfo(&buf, ", counted from the start of its silence (its client's last acknowledgement was %.1f s before)",
 						 (double) s->tcp.last_ack_recv_ms / 1000.0);
 	appendStringInfo(&buf, ". It held %d %s", s->locks_held,
@@ -186,7 +171,10 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 		appendStringInfoChar(&buf, '.');
 	}
 	strlcpy(note.detail, buf.data, sizeof(note.detail));
-	strlcpy(note.hint, ig_hint(s->reason, by_conflict), sizeof(note.hint));
+	if (by_conflict && reason->conflict_hint != NULL)
+		strlcpy(note.hint, reason->conflict_hint, sizeof(note.hint));
+	else if (reason->hint != NULL)
+		strlcpy(note.hint, reason->hint, sizeof(note.hint));
 	pfree(buf.data);
 
 	ig_write_note(s->procno, &note);
@@ -316,46 +304,4 @@ ig_append_duration(StringInfo buf, int ms)
 		appendStringInfo(buf, "%ds", ms / 1000);
 	else
 		appendStringInfo(buf, "%dms", ms);
-}
-
-/* What the session did, in the words of the FATAL's message */
-static const char *
-ig_silence_words(IgReason reason)
-{
-	switch (reason)
-	{
-		case IG_REASON_IDLE_XACT:
-			return "was idle in transaction";
-		case IG_REASON_CLIENT_WRITE:
-			return "waited for its client to read results";
-		case IG_REASON_REQUEST_INCOMPLETE:
-			return "waited for the rest of its client's request";
-		case IG_REASON_SESSION_LOCK:
-			return "was idle holding a session-level lock";
-		case IG_REASON_PREPARED:
-			break;				/* never ended: no backend */
-	}
-	return "was silent";
-}
-
-/* How the application avoids it */
-static const char *
-ig_hint(IgReason reason, bool by_conflict)
-{
-	switch (reason)
-	{
-		case IG_REASON_IDLE_XACT:
-			return by_conflict ?
-				"On a standby an open transaction holds back WAL replay: commit or roll back promptly. You can reconnect and repeat your command." :
-				"Commit or roll back each transaction promptly; do not keep one open while waiting for a user or another service.";
-		case IG_REASON_CLIENT_WRITE:
-			return "Read every result the server sends, or cancel the query.";
-		case IG_REASON_REQUEST_INCOMPLETE:
-			return "End each extended-query request with Sync (in libpq, a pipeline with PQpipelineSync).";
-		case IG_REASON_SESSION_LOCK:
-			return "Release session-level locks, such as advisory locks, as soon as they are no longer needed.";
-		case IG_REASON_PREPARED:
-			break;
-	}
-	return "";
 }

@@ -33,7 +33,9 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 
-#include "idle_guard.h"
+#include "names.h"
+#include "shared.h"
+#include "snapshot.h"
 
 /* Columns of pg_prepared_xact(), as the pg_prepared_xacts view uses them */
 #define IG_PX_XID		1

@@ -30,6 +30,8 @@
 #include "utils/timestamp.h"
 
 #include "idle_guard.h"
+#include "shared.h"
+#include "snapshot.h"
 
 /* How long a gid lookup may run, and when to try again, in milliseconds */
 #define IG_GID_LOOKUP_MS 5000

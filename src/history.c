@@ -16,22 +16,22 @@
 #include "storage/lwlock.h"
 #include "utils/timestamp.h"
 
-#include "idle_guard.h"
+#include "shared.h"
 
 /*
- * idle_guard_history_action_name
+ * idle_guard_outcome_name
  *		The word idle_guard_history().action shows.
  */
 const char *
-idle_guard_history_action_name(IgHistoryAction action)
+idle_guard_outcome_name(IgOutcome action)
 {
 	switch (action)
 	{
-		case IG_HIST_TERMINATED:
+		case IG_OUTCOME_TERMINATED:
 			return "terminated";
-		case IG_HIST_SKIPPED:
+		case IG_OUTCOME_SKIPPED:
 			return "skipped";
-		case IG_HIST_REPORTED:
+		case IG_OUTCOME_REPORTED:
 			break;
 	}
 	return "reported";
@@ -49,7 +49,7 @@ idle_guard_history_action_name(IgHistoryAction action)
 void
 idle_guard_history_add(const IgSession *s, const char *usename,
 				  const char *datname, const char *client, TimestampTz at,
-				  IgHistoryAction action, const char *detail,
+				  IgOutcome action, const char *detail,
 				  const IgRecord *record)
 {
 	IgShared   *sh = idle_guard_shared;
@@ -57,9 +57,9 @@ idle_guard_history_add(const IgSession *s, const char *usename,
 
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 
-	if (action == IG_HIST_TERMINATED)
+	if (action == IG_OUTCOME_TERMINATED)
 		sh->terminated++;
-	else if (action == IG_HIST_SKIPPED)
+	else if (action == IG_OUTCOME_SKIPPED)
 		sh->skipped++;
 	else
 		sh->reported++;

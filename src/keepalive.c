@@ -38,7 +38,7 @@
 #include "utils/guc.h"
 
 #include "compat.h"
-#include "idle_guard.h"
+#include "settings.h"
 
 static IgClientAuthHook ig_prev_client_auth_hook = NULL;
 

@@ -43,7 +43,7 @@
 
 #include "postmaster/postmaster.h"
 
-#include "pipeline.h"
+#include "snapshot.h"
 
 #ifdef __linux__
 

@@ -47,7 +47,7 @@
 #include "storage/proc.h"
 
 #include "compat.h"
-#include "pipeline.h"
+#include "locks.h"
 
 /* One edge of the wait graph: waiter waits on blocker */
 typedef struct IgEdge
@@ -113,11 +113,10 @@ idle_guard_fastpath_locks(IgSweep *sweep)
 		int			slot;
 
 		/*
-		 * Outside a transaction, and in a prepared one, every lock is in the
-		 * main table; the lock-table pass settles both.
+		 * Outside a live transaction (between transactions, or prepared)
+		 * every lock is in the main table; the lock-table pass settles it.
 		 */
-		if (s->reason == IG_REASON_SESSION_LOCK ||
-			s->reason == IG_REASON_PREPARED)
+		if (!idle_guard_reason(s->reason)->fastpath)
 		{
 			s->holds_locks = TransactionIdIsValid(s->xid);
 			s->holds_known = true;

@@ -2,8 +2,9 @@
  *
  * names.c
  *		Catalog reads that never wait: role and database names for the LOG
- *		line, the history and the report, and the role exemption list
- *		resolved to roles.
+ *		line, the history and the report, relation names for the report
+ *		and the postmortem record, and the role exemption list resolved to
+ *		roles.
  *
  * A silent session may itself hold a lock on a catalog: "BEGIN; LOCK
  * TABLE pg_authid;" and gone.  Logins queue behind it, and so would any
@@ -40,15 +41,19 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
+#include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
-#include "idle_guard.h"
+#include "names.h"
+#include "settings.h"
 
 /* One cached name, keyed by OID */
 typedef struct IgNameEntry
@@ -310,4 +315,23 @@ ig_cache_put(IgNameCache *cache, Oid oid, const char *name)
 		return;
 	entry = hash_search(ig_cache_table(cache), &oid, HASH_ENTER, NULL);
 	namestrcpy(&entry->name, name);
+}
+
+/*
+ * idle_guard_relation_name
+ *		The name of a relation in database dbid, or NULL when it cannot be
+ *		read now without waiting, or is in another database.  palloc'd.
+ */
+char *
+idle_guard_relation_name(Oid dbid, Oid relid)
+{
+	char	   *relname = NULL;
+
+	if ((dbid == MyDatabaseId || dbid == InvalidOid) &&
+		idle_guard_lock_catalog(RelationRelationId, ClassOidIndexId))
+	{
+		relname = get_rel_name(relid);
+		idle_guard_unlock_catalog(RelationRelationId, ClassOidIndexId);
+	}
+	return relname;
 }

@@ -42,7 +42,9 @@
 #include "storage/fd.h"
 #include "storage/lwlock.h"
 
-#include "idle_guard.h"
+#include "settings.h"
+#include "shared.h"
+#include "snapshot.h"
 
 /* Longest gap between two observations of one silence, in naptimes */
 #define IG_OBSERVE_GAP_NAPTIMES 3
@@ -89,7 +91,7 @@ idle_guard_observe_sessions(IgSweep *sweep)
 	{
 		IgSession  *s = &sweep->sessions[i];
 
-		if (s->reason == IG_REASON_CLIENT_WRITE)
+		if (idle_guard_reason(s->reason)->timing == IG_TIMED_BY_WAKEUPS)
 			wakeups_known[i] = ig_wakeups(s->key.pid, &wakeups[i]);
 	}
 
@@ -101,21 +103,23 @@ idle_guard_observe_sessions(IgSweep *sweep)
 	for (i = 0; i < sweep->nsessions; i++)
 	{
 		IgSession  *s = &sweep->sessions[i];
+		IgTiming	timing = idle_guard_reason(s->reason)->timing;
 
 		if (!ig_observed_reason(s->reason) || s->procno >= nentries)
 			continue;
 
 		/*
-		 * A prepared transaction cannot make progress: once seen, it has been
-		 * silent since, however long ago that was.
+		 * What cannot make progress (a prepared transaction), once seen, has
+		 * been silent since, however long ago that was.  Anything else must
+		 * be watched continuously.
 		 */
 		s->silent_since = idle_guard_observe(&sh->observations[s->procno],
 											 &s->key, s->reason,
 											 wakeups_known[i], wakeups[i],
 											 sweep->now,
-											 s->reason == IG_REASON_PREPARED ?
+											 timing == IG_TIMED_ONCE ?
 											 0 : max_gap_ms);
-		s->facts.observed = (s->reason != IG_REASON_PREPARED);
+		s->facts.observed = (timing != IG_TIMED_ONCE);
 		seen[s->procno] = true;
 	}
 	nobserved = 0;
@@ -140,9 +144,7 @@ idle_guard_observe_sessions(IgSweep *sweep)
 static bool
 ig_observed_reason(IgReason reason)
 {
-	return reason == IG_REASON_CLIENT_WRITE ||
-		reason == IG_REASON_REQUEST_INCOMPLETE ||
-		reason == IG_REASON_PREPARED;
+	return idle_guard_reason(reason)->timing != IG_TIMED_BY_STATE;
 }
 
 /*

@@ -23,7 +23,7 @@
 #include "port/pg_crc32c.h"
 #include "storage/fd.h"
 
-#include "idle_guard.h"
+#include "shared.h"
 
 /*
  * The history and counters survive a clean restart in this file, written
@@ -290,8 +290,9 @@ idle_guard_load_state(void)
 		sh->skipped = hdr.skipped;
 		sh->stats_reset = hdr.stats_reset;
 		ereport(LOG,
-				(errmsg("idle_guard: restored %u history entries from \"%s\"",
-						hdr.count, IG_STATE_FILE)));
+				(errmsg_plural("idle_guard: restored %u history entry from \"%s\"",
+							   "idle_guard: restored %u history entries from \"%s\"",
+							   hdr.count, hdr.count, IG_STATE_FILE)));
 	}
 	unlink(IG_STATE_FILE);
 }
@@ -372,11 +373,11 @@ ig_convert_v2_entry(IgHistoryEntry *e)
 	memcpy(text, &e->action, IG_V2_ACTION_LEN);
 	text[IG_V2_ACTION_LEN] = '\0';
 	if (strcmp(text, "terminated") == 0)
-		e->action = IG_HIST_TERMINATED;
+		e->action = IG_OUTCOME_TERMINATED;
 	else if (strcmp(text, "skipped") == 0)
-		e->action = IG_HIST_SKIPPED;
+		e->action = IG_OUTCOME_SKIPPED;
 	else
-		e->action = IG_HIST_REPORTED;
+		e->action = IG_OUTCOME_REPORTED;
 	e->dbid = InvalidOid;
 	e->flags = e->gid[0] != '\0' ? IG_HIST_GID_KNOWN : 0;
 }

@@ -34,7 +34,11 @@
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
-#include "idle_guard.h"
+#include "locks.h"
+#include "names.h"
+#include "pipeline.h"
+#include "settings.h"
+#include "snapshot.h"
 
 static void ig_decide_all(IgSweep *sweep);
 
@@ -106,9 +110,9 @@ idle_guard_collect(IgSweep *sweep, const IgPolicy *defaults, bool exact)
 
 /*
  * Fill each session's facts from what the steps found, and decide it by
- * its own policy.  A session idle between transactions counts only while
- * someone waits on it: holding a session-level lock nobody wants is what
- * such locks are for.
+ * its own policy.  A session whose reason needs a waiter (idle between
+ * transactions) counts only while someone waits on it: holding a
+ * session-level lock nobody wants is what such locks are for.
  */
 static void
 ig_decide_all(IgSweep *sweep)
@@ -119,7 +123,7 @@ ig_decide_all(IgSweep *sweep)
 	{
 		IgSession  *s = &sweep->sessions[i];
 
-		if (s->reason == IG_REASON_SESSION_LOCK)
+		if (idle_guard_reason(s->reason)->needs_waiter)
 			s->holds_locks = s->blocked_total > 0;
 		s->facts.silent_since = s->silent_since;
 		s->facts.holds_locks = s->holds_locks;

@@ -27,6 +27,35 @@
 /* Microseconds in a millisecond, for TimestampTz arithmetic */
 #define IG_USECS_PER_MS INT64CONST(1000)
 
+/* The lines of reasons.h, by IgReason */
+static const IgReasonInfo ig_reasons[] = {
+#define IG_REASON(symbol, name, waits, timing, idle_by, may_end, fastpath, \
+				  needs_waiter, idle_in_xact, words, hint, conflict_hint) \
+	[symbol] = {name, waits, timing, idle_by, may_end, fastpath, \
+				needs_waiter, idle_in_xact, words, hint, conflict_hint},
+#include "reasons.h"
+#undef IG_REASON
+};
+
+/* The lines of rules.h, by IgRule (none for IG_RULE_NONE) */
+static const IgRuleInfo ig_rules[] = {
+#define IG_RULE(symbol, name, setting, field, default_ms, per_session, \
+				clock, when, message, description, details) \
+	[symbol] = {name, setting, default_ms, per_session, clock, when, \
+				message, description, details},
+#include "rules.h"
+#undef IG_RULE
+};
+
+StaticAssertDecl(lengthof(ig_reasons) == IG_REASON_END,
+				 "every reason has its line");
+StaticAssertDecl(lengthof(ig_rules) == IG_RULE_END,
+				 "every rule has its line");
+
+static TimestampTz ig_rule_start(const IgRuleInfo *rule,
+								 const IgFacts *facts);
+static bool ig_rule_applies(const IgRuleInfo *rule, const IgFacts *facts);
+
 /*
  * idle_guard_decide
  *		Decide what happens to one silent session.
@@ -60,86 +89,116 @@ void
 idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 				  TimestampTz now, IgDecision *out)
 {
-	TimestampTz idle_deadline = 0;
-	TimestampTz blocking_deadline = 0;
-	bool		blocking = facts->blocked_total > 0;
+	IgRule		r;
 
 	memset(out, 0, sizeof(IgDecision));
 	out->rule = IG_RULE_NONE;
-	out->action = IG_DO_NONE;
+	out->action = IG_VERDICT_NONE;
 
 	if (!facts->holds_locks)
 		return;
 
-	if (policy->idle_timeout_ms > 0)
-		idle_deadline = facts->silent_since +
-			policy->idle_timeout_ms * IG_USECS_PER_MS;
-	if (policy->blocking_timeout_ms > 0)
-		blocking_deadline = facts->silent_since +
-			policy->blocking_timeout_ms * IG_USECS_PER_MS;
-
-	if (blocking && blocking_deadline != 0 &&
-		(idle_deadline == 0 || blocking_deadline <= idle_deadline))
+	/* the earliest deadline of a rule that applies; ties by list order */
+	for (r = IG_RULE_FIRST; r < IG_RULE_END; r++)
 	{
-		out->rule = IG_RULE_BLOCKING;
-		out->deadline = blocking_deadline;
-	}
-	else if (idle_deadline != 0)
-	{
-		out->rule = IG_RULE_IDLE;
-		out->deadline = idle_deadline;
-	}
+		const IgRuleInfo *rule = &ig_rules[r];
+		int			timeout_ms = idle_guard_rule_timeout(policy, r);
+		TimestampTz deadline;
 
-	if (facts->link == IG_LINK_UNREACHABLE &&
-		policy->unreachable_timeout_ms > 0)
-	{
-		TimestampTz since = Max(facts->unreachable_since,
-								facts->silent_since);
-		TimestampTz unreachable_deadline = since +
-			policy->unreachable_timeout_ms * IG_USECS_PER_MS;
-
-		if (out->rule == IG_RULE_NONE || unreachable_deadline < out->deadline)
+		if (timeout_ms <= 0 || !ig_rule_applies(rule, facts))
+			continue;
+		deadline = ig_rule_start(rule, facts) + timeout_ms * IG_USECS_PER_MS;
+		if (out->rule == IG_RULE_NONE || deadline < out->deadline)
 		{
-			out->rule = IG_RULE_UNREACHABLE;
-			out->deadline = unreachable_deadline;
+			out->rule = r;
+			out->deadline = deadline;
 		}
 	}
 
 	if (out->rule == IG_RULE_NONE)
-		out->action = IG_DO_NONE;
+		out->action = IG_VERDICT_NONE;
 	else if (facts->exempt)
-		out->action = IG_DO_EXEMPT;
+		out->action = IG_VERDICT_EXEMPT;
 	else
-		out->action = idle_guard_policy_action(policy->action);
+		out->action = idle_guard_policy_verdict(policy->action);
 
 	out->due = (out->rule != IG_RULE_NONE && now >= out->deadline);
 
 	/* Nothing will ever be done to this session: no need to look again */
-	if (facts->exempt || policy->action == IG_ACTION_OFF)
+	if (facts->exempt || policy->action == IG_ACTION_OFF || out->due)
 		return;
 
-	if (out->rule != IG_RULE_NONE && !out->due)
+	if (out->rule != IG_RULE_NONE)
 		out->wake_at = out->deadline;
 
 	/* A silence known only by observation must be watched continuously */
-	if (facts->observed && !out->due)
+	if (facts->observed)
 		out->needs_poll = true;
 
-	/* So must a TCP client, while its becoming unreachable would matter */
-	if (policy->unreachable_timeout_ms > 0 && !out->due &&
-		facts->link >= IG_LINK_ALIVE)
-		out->needs_poll = true;
-
-	if (!blocking && blocking_deadline != 0 && !out->due)
+	/* So must what can make a rule apply without notice */
+	for (r = IG_RULE_FIRST; r < IG_RULE_END; r++)
 	{
-		if (blocking_deadline > now)
+		const IgRuleInfo *rule = &ig_rules[r];
+		int			timeout_ms = idle_guard_rule_timeout(policy, r);
+		TimestampTz deadline;
+
+		if (timeout_ms <= 0)
+			continue;
+		switch (rule->when)
 		{
-			if (out->wake_at == 0 || blocking_deadline < out->wake_at)
-				out->wake_at = blocking_deadline;
+			case IG_WHEN_ALWAYS:
+				break;
+			case IG_WHEN_BLOCKING:
+				/* waiters arrive without notice: look when it would fire */
+				if (ig_rule_applies(rule, facts))
+					break;
+				deadline = ig_rule_start(rule, facts) +
+					timeout_ms * IG_USECS_PER_MS;
+				if (deadline <= now)
+					out->needs_poll = true;
+				else if (out->wake_at == 0 || deadline < out->wake_at)
+					out->wake_at = deadline;
+				break;
+			case IG_WHEN_UNREACHABLE:
+				/* a TCP client can become unreachable at any moment */
+				if (facts->link >= IG_LINK_ALIVE)
+					out->needs_poll = true;
+				break;
 		}
-		else
-			out->needs_poll = true;
 	}
+}
+
+/*
+ * What a rule's deadline counts from, for a session with these facts.
+ * Never earlier than the start of the silence (see rules.h).
+ */
+static TimestampTz
+ig_rule_start(const IgRuleInfo *rule, const IgFacts *facts)
+{
+	switch (rule->clock)
+	{
+		case IG_CLOCK_SILENCE:
+			break;
+		case IG_CLOCK_LAST_ACK:
+			return Max(facts->unreachable_since, facts->silent_since);
+	}
+	return facts->silent_since;
+}
+
+/* Does a rule apply to a session with these facts? */
+static bool
+ig_rule_applies(const IgRuleInfo *rule, const IgFacts *facts)
+{
+	switch (rule->when)
+	{
+		case IG_WHEN_ALWAYS:
+			break;
+		case IG_WHEN_BLOCKING:
+			return facts->blocked_total > 0;
+		case IG_WHEN_UNREACHABLE:
+			return facts->link == IG_LINK_UNREACHABLE;
+	}
+	return true;
 }
 
 /*
@@ -147,32 +206,42 @@ idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
  *		The policy that applies to a session given why it is silent, from
  *		the policy of its role, database and session (or the defaults).
  *
- * A prepared transaction has no backend to signal: it is reported at
- * most, by the blocking rule or once it has been prepared for
- * prepared_timeout.  A session lock held between transactions is often
- * deliberate (leader election, job queues): only the blocking rule applies
- * to it, and it is terminated only when session_locks allows.  Every
- * other silence follows the policy as it is.
+ * The reason's line (reasons.h) says which setting times its idle rule and
+ * whether it may be terminated.  A prepared transaction has no backend to
+ * signal: it is reported at most, by the blocking rule or once it has been
+ * prepared for prepared_timeout.  A session lock held between transactions
+ * is often deliberate (leader election, job queues): only the blocking
+ * rule applies to it, and it is terminated only when session_locks
+ * allows.  Every other silence follows the policy as it is.
  */
 void
 idle_guard_policy_for_reason(const IgPolicy *policy, IgReason reason,
 							 IgPolicy *out)
 {
+	const IgReasonInfo *info = idle_guard_reason(reason);
+
 	*out = *policy;
-	switch (reason)
+	switch (info->idle_by)
 	{
-		case IG_REASON_PREPARED:
-			out->idle_timeout_ms = policy->prepared_timeout_ms;
-			out->action = Min(policy->action, IG_ACTION_REPORT);
+		case IG_IDLE_BY_IDLE_TIMEOUT:
 			break;
-		case IG_REASON_SESSION_LOCK:
+		case IG_IDLE_BY_PREPARED_TIMEOUT:
+			out->idle_timeout_ms = policy->prepared_timeout_ms;
+			break;
+		case IG_IDLE_BY_NOTHING:
 			out->idle_timeout_ms = 0;
+			break;
+	}
+	switch (info->may_end)
+	{
+		case IG_MAY_END:
+			break;
+		case IG_MAY_END_IF_SESSION_LOCKS:
 			if (!policy->session_locks)
 				out->action = Min(policy->action, IG_ACTION_REPORT);
 			break;
-		case IG_REASON_IDLE_XACT:
-		case IG_REASON_CLIENT_WRITE:
-		case IG_REASON_REQUEST_INCOMPLETE:
+		case IG_MAY_NOT_END:
+			out->action = Min(policy->action, IG_ACTION_REPORT);
 			break;
 	}
 }
@@ -223,23 +292,23 @@ idle_guard_observe(IgObservation *obs, const IgEpisodeKey *key,
 }
 
 /*
- * idle_guard_policy_action
+ * idle_guard_policy_verdict
  *		What a setting of idle_guard.action does at a deadline: the
  *		strongest action a session under that setting can meet.
  */
-IgAction
-idle_guard_policy_action(IgActionSetting setting)
+IgVerdict
+idle_guard_policy_verdict(IgActionSetting setting)
 {
 	switch (setting)
 	{
 		case IG_ACTION_REPORT:
-			return IG_DO_REPORT;
+			return IG_VERDICT_REPORT;
 		case IG_ACTION_TERMINATE:
-			return IG_DO_TERMINATE;
+			return IG_VERDICT_TERMINATE;
 		case IG_ACTION_OFF:
 			break;
 	}
-	return IG_DO_NONE;
+	return IG_VERDICT_NONE;
 }
 
 /*
@@ -296,24 +365,71 @@ idle_guard_app_matches(const char *pattern, const char *appname)
 }
 
 /*
+ * idle_guard_rule
+ *		A rule's line of rules.h; NULL for IG_RULE_NONE.
+ */
+const IgRuleInfo *
+idle_guard_rule(IgRule rule)
+{
+	if (rule <= IG_RULE_NONE || rule >= IG_RULE_END)
+		return NULL;
+	return &ig_rules[rule];
+}
+
+/*
  * idle_guard_rule_name
- *		The word used for a rule in the report, the log and the history.
+ *		The word used for a rule in the report, the log and the history;
+ *		NULL for none.
  */
 const char *
 idle_guard_rule_name(IgRule rule)
 {
+	const IgRuleInfo *info = idle_guard_rule(rule);
+
+	return info ? info->name : NULL;
+}
+
+/*
+ * idle_guard_rule_timeout
+ *		The value in a policy of the setting that times a rule (its "field"
+ *		in rules.h); 0 for none.
+ */
+int
+idle_guard_rule_timeout(const IgPolicy *policy, IgRule rule)
+{
 	switch (rule)
 	{
-		case IG_RULE_BLOCKING:
-			return "blocking";
-		case IG_RULE_IDLE:
-			return "idle";
-		case IG_RULE_UNREACHABLE:
-			return "unreachable";
+#define IG_RULE(symbol, name, setting, field, ...) \
+		case symbol: \
+			return policy->field;
+#include "rules.h"
+#undef IG_RULE
 		case IG_RULE_NONE:
+		case IG_RULE_END:
 			break;
 	}
-	return NULL;
+	return 0;
+}
+
+/*
+ * idle_guard_set_rule_timeout
+ *		Set the value in a policy of the setting that times a rule.
+ */
+void
+idle_guard_set_rule_timeout(IgPolicy *policy, IgRule rule, int timeout_ms)
+{
+	switch (rule)
+	{
+#define IG_RULE(symbol, name, setting, field, ...) \
+		case symbol: \
+			policy->field = timeout_ms; \
+			break;
+#include "rules.h"
+#undef IG_RULE
+		case IG_RULE_NONE:
+		case IG_RULE_END:
+			break;
+	}
 }
 
 /*
@@ -415,44 +531,46 @@ idle_guard_link_name(IgLink link)
 }
 
 /*
+ * idle_guard_reason
+ *		A reason's line of reasons.h.  An out-of-range value (from a damaged
+ *		history entry) gets the first line.
+ */
+const IgReasonInfo *
+idle_guard_reason(IgReason reason)
+{
+	if ((int) reason < 0 || reason >= IG_REASON_END)
+		return &ig_reasons[0];
+	return &ig_reasons[reason];
+}
+
+/*
  * idle_guard_reason_name
  *		The words used for a reason in the report, the log and the history.
  */
 const char *
 idle_guard_reason_name(IgReason reason)
 {
-	switch (reason)
-	{
-		case IG_REASON_IDLE_XACT:
-			return "idle in transaction";
-		case IG_REASON_CLIENT_WRITE:
-			return "client not reading";
-		case IG_REASON_REQUEST_INCOMPLETE:
-			return "request incomplete";
-		case IG_REASON_PREPARED:
-			return "prepared";
-		case IG_REASON_SESSION_LOCK:
-			return "session lock";
-	}
-	return "unknown";
+	if ((int) reason < 0 || reason >= IG_REASON_END)
+		return "unknown";
+	return ig_reasons[reason].name;
 }
 
 /*
- * idle_guard_action_name
+ * idle_guard_verdict_name
  *		The word used for an action in the report.
  */
 const char *
-idle_guard_action_name(IgAction action)
+idle_guard_verdict_name(IgVerdict action)
 {
 	switch (action)
 	{
-		case IG_DO_REPORT:
+		case IG_VERDICT_REPORT:
 			return "report";
-		case IG_DO_TERMINATE:
+		case IG_VERDICT_TERMINATE:
 			return "terminate";
-		case IG_DO_EXEMPT:
+		case IG_VERDICT_EXEMPT:
 			return "exempt";
-		case IG_DO_NONE:
+		case IG_VERDICT_NONE:
 			break;
 	}
 	return "none";

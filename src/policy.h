@@ -28,32 +28,112 @@ typedef enum IgActionSetting
 	IG_ACTION_TERMINATE
 } IgActionSetting;
 
+/* What a silent backend waits on (reasons.h's "waits" column) */
+typedef enum IgClientWait
+{
+	IG_WAITS_NOTHING = 0,		/* no backend: a prepared transaction */
+	IG_WAITS_READ,				/* ClientRead */
+	IG_WAITS_WRITE				/* ClientWrite */
+} IgClientWait;
+
+/* Where the start of a silence comes from (reasons.h's "timing") */
+typedef enum IgTiming
+{
+	IG_TIMED_BY_STATE = 0,		/* the backend's last state change */
+	IG_TIMED_BY_WAKEUPS,		/* its first observation; the silence
+								 * restarts when the backend wakes up, or
+								 * where that cannot be read, when
+								 * observations are far apart (observe.c) */
+	IG_TIMED_BY_WATCH,			/* its first observation; the silence
+								 * restarts when observations are far apart */
+	IG_TIMED_ONCE				/* its first observation; it cannot restart */
+} IgTiming;
+
+/* The setting that times the idle rule (reasons.h's "idle_by") */
+typedef enum IgIdleBy
+{
+	IG_IDLE_BY_IDLE_TIMEOUT = 0,
+	IG_IDLE_BY_PREPARED_TIMEOUT,
+	IG_IDLE_BY_NOTHING			/* the idle rule never applies */
+} IgIdleBy;
+
+/* Whether the policy may terminate it (reasons.h's "may_end") */
+typedef enum IgMayEnd
+{
+	IG_MAY_END = 0,
+	IG_MAY_END_IF_SESSION_LOCKS,	/* only with idle_guard.session_locks */
+	IG_MAY_NOT_END				/* reported at most */
+} IgMayEnd;
+
 /*
  * Why a session counts as silent: each way a client can leave a backend
- * waiting on it while locks are held.  The names are those of
- * idle_guard_report().silent_reason.
+ * waiting on it while locks are held (reasons.h).
  */
 typedef enum IgReason
 {
-	IG_REASON_IDLE_XACT = 0,	/* idle in transaction */
-	IG_REASON_CLIENT_WRITE,		/* active, blocked sending results the client
-								 * does not read */
-	IG_REASON_REQUEST_INCOMPLETE,	/* active, waiting for the rest of an
-									 * extended-protocol request */
-	IG_REASON_PREPARED,			/* a prepared transaction: no backend */
-	IG_REASON_SESSION_LOCK		/* idle (or aborted), holding a session-level
-								 * lock someone waits on */
+#define IG_REASON(symbol, ...) symbol,
+#include "reasons.h"
+#undef IG_REASON
+	IG_REASON_END				/* not a reason: one past the last */
 } IgReason;
 
-/* The rule that fires for a session */
+/* A reason's line of reasons.h */
+typedef struct IgReasonInfo
+{
+	const char *name;
+	IgClientWait waits;
+	IgTiming	timing;
+	IgIdleBy	idle_by;
+	IgMayEnd	may_end;
+	bool		fastpath;
+	bool		needs_waiter;
+	bool		idle_in_xact;
+	const char *words;
+	const char *hint;
+	const char *conflict_hint;
+} IgReasonInfo;
+
+/* What a rule's deadline counts from (rules.h's "clock") */
+typedef enum IgClock
+{
+	IG_CLOCK_SILENCE = 0,		/* the start of the silence */
+	IG_CLOCK_LAST_ACK			/* the client's last acknowledgement, or the
+								 * start of the silence if later */
+} IgClock;
+
+/* When a rule applies (rules.h's "when") */
+typedef enum IgWhen
+{
+	IG_WHEN_ALWAYS = 0,
+	IG_WHEN_BLOCKING,			/* someone waits on the session */
+	IG_WHEN_UNREACHABLE			/* the kernel finds its client unreachable */
+} IgWhen;
+
+/* The rule that fires for a session (rules.h) */
 typedef enum IgRule
 {
 	IG_RULE_NONE = 0,			/* nothing would fire given current facts */
-	IG_RULE_BLOCKING,			/* blocking someone past blocking_timeout */
-	IG_RULE_IDLE,				/* silent past idle_timeout */
-	IG_RULE_UNREACHABLE			/* its client unreachable past
-								 * unreachable_timeout */
+#define IG_RULE(symbol, ...) symbol,
+#include "rules.h"
+#undef IG_RULE
+	IG_RULE_END					/* not a rule: one past the last */
 } IgRule;
+
+#define IG_RULE_FIRST	((IgRule) (IG_RULE_NONE + 1))
+
+/* A rule's line of rules.h */
+typedef struct IgRuleInfo
+{
+	const char *name;
+	const char *setting;
+	int			default_ms;
+	bool		per_session;
+	IgClock		clock;
+	IgWhen		when;
+	const char *message;
+	const char *description;
+	const char *details;
+} IgRuleInfo;
 
 /*
  * What the kernel's TCP state says of a silent session's client
@@ -119,14 +199,17 @@ typedef struct IgTcpFacts
  */
 #define IG_LINK_PROBES_MIN_MS 3000
 
-/* What idle_guard does (or would do) to a session */
-typedef enum IgAction
+/*
+ * The verdict of the decision: what idle_guard does (or would do) to a
+ * session at its deadline, idle_guard_report().action
+ */
+typedef enum IgVerdict
 {
-	IG_DO_NONE = 0,				/* no rule applies, or idle_guard.action = off */
-	IG_DO_REPORT,
-	IG_DO_TERMINATE,
-	IG_DO_EXEMPT				/* a rule applies but the session is exempt */
-} IgAction;
+	IG_VERDICT_NONE = 0,				/* no rule applies, or idle_guard.action = off */
+	IG_VERDICT_REPORT,
+	IG_VERDICT_TERMINATE,
+	IG_VERDICT_EXEMPT				/* a rule applies but the session is exempt */
+} IgVerdict;
 
 /* The policy in force: copied from the GUCs, passed to the pure decision */
 typedef struct IgPolicy
@@ -159,7 +242,7 @@ typedef struct IgDecision
 {
 	IgRule		rule;			/* rule that fires given current facts */
 	TimestampTz deadline;		/* when it fires; 0 if rule is NONE */
-	IgAction	action;			/* what happens at the deadline */
+	IgVerdict	action;			/* what happens at the deadline */
 	bool		due;			/* deadline reached: act now */
 	TimestampTz wake_at;		/* next time the facts alone could change the
 								 * outcome; 0 = never */
@@ -213,11 +296,16 @@ extern bool idle_guard_same_episode(const IgEpisodeKey *seen,
 									const IgEpisodeKey *now);
 extern bool idle_guard_app_matches(const char *pattern, const char *appname);
 extern int	idle_guard_shorter_timeout(int a, int b);
-extern IgAction idle_guard_policy_action(IgActionSetting setting);
+extern IgVerdict idle_guard_policy_verdict(IgActionSetting setting);
+extern const IgRuleInfo *idle_guard_rule(IgRule rule);
 extern const char *idle_guard_rule_name(IgRule rule);
+extern int	idle_guard_rule_timeout(const IgPolicy *policy, IgRule rule);
+extern void idle_guard_set_rule_timeout(IgPolicy *policy, IgRule rule,
+										int timeout_ms);
+extern const IgReasonInfo *idle_guard_reason(IgReason reason);
 extern IgLink idle_guard_classify_link(const IgTcpFacts *tcp);
 extern const char *idle_guard_link_name(IgLink link);
-extern const char *idle_guard_action_name(IgAction action);
+extern const char *idle_guard_verdict_name(IgVerdict action);
 extern const char *idle_guard_reason_name(IgReason reason);
 extern const char *idle_guard_policy_source_name(IgPolicySource source);
 extern void idle_guard_policy_for_reason(const IgPolicy *policy,

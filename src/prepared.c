@@ -35,7 +35,7 @@
 #include "storage/proc.h"
 #include "storage/procarray.h"
 
-#include "pipeline.h"
+#include "snapshot.h"
 
 /*
  * idle_guard_add_prepared

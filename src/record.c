@@ -22,7 +22,6 @@
  */
 #include "postgres.h"
 
-#include "catalog/pg_class.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "port/pg_bitutils.h"
@@ -35,7 +34,10 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
-#include "idle_guard.h"
+#include "action.h"
+#include "names.h"
+#include "settings.h"
+#include "snapshot.h"
 
 static void ig_json_key(StringInfo buf, const char *key, bool *first);
 static void ig_json_text(StringInfo buf, const char *key, const char *value,
@@ -47,6 +49,8 @@ static void ig_json_relation(StringInfo buf, const IgLockHeld *lock,
 							 bool *first);
 static void ig_json_replay(StringInfo buf, const IgRecordStandby *sb);
 static void ig_json_link(StringInfo buf, const IgRecord *rec);
+static void ig_json_policy(StringInfo buf, const IgPolicy *policy,
+						   IgPolicySource source);
 
 /*
  * idle_guard_build_record
@@ -109,8 +113,9 @@ idle_guard_build_record(const IgSession *s, IgRecord *rec,
  *	 "waiters": [{"pid", "usename", "application_name", "query",
  *				  "locktype", "mode_requested", "waited_s", "direct",
  *				  "wal_replay"}],
- *	 "policy": {"action", "blocking_timeout_ms", "idle_timeout_ms",
- *				"source"},
+ *	 "policy": {"action", "<setting>_ms" of each rule (rules.h):
+ *				"blocking_timeout_ms", "idle_timeout_ms",
+ *				"unreachable_timeout_ms"; "source"},
  *	 "xmin_age",
  *	 "standby": null on a primary, else {"hot_standby_feedback",
  *				"blocks_replay", "replay_wait", "replay_wait_since",
@@ -190,13 +195,7 @@ idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
 	appendStringInfoChar(&buf, ']');
 
 	ig_json_key(&buf, "policy", &first);
-	appendStringInfo(&buf,
-					 "{\"action\": \"%s\", \"blocking_timeout_ms\": %d, "
-					 "\"idle_timeout_ms\": %d, \"source\": \"%s\"}",
-					 idle_guard_action_setting_name(rec->policy.action),
-					 rec->policy.blocking_timeout_ms,
-					 rec->policy.idle_timeout_ms,
-					 idle_guard_policy_source_name(rec->policy_source));
+	ig_json_policy(&buf, &rec->policy, rec->policy_source);
 	ig_json_key(&buf, "xmin_age", &first);
 	if (rec->standby.xmin_age >= 0)
 		appendStringInfo(&buf, "%d", rec->standby.xmin_age);
@@ -209,6 +208,32 @@ idle_guard_record_jsonb(const IgRecord *rec, Oid target_userid,
 	appendStringInfoChar(&buf, '}');
 
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * Render the policy that applied: the action, the setting of every rule
+ * (rules.h) as "<setting>_ms", and where the most specific value came from.
+ */
+static void
+ig_json_policy(StringInfo buf, const IgPolicy *policy, IgPolicySource source)
+{
+	bool		first = true;
+	IgRule		r;
+
+	appendStringInfoChar(buf, '{');
+	ig_json_text(buf, "action",
+				 idle_guard_action_setting_name(policy->action), &first);
+	for (r = IG_RULE_FIRST; r < IG_RULE_END; r++)
+	{
+		char		key[NAMEDATALEN];
+
+		snprintf(key, sizeof(key), "%s_ms", idle_guard_rule(r)->setting);
+		ig_json_key(buf, key, &first);
+		appendStringInfo(buf, "%d", idle_guard_rule_timeout(policy, r));
+	}
+	ig_json_text(buf, "source", idle_guard_policy_source_name(source),
+				 &first);
+	appendStringInfoChar(buf, '}');
 }
 
 /*
@@ -357,25 +382,6 @@ ig_json_relation(StringInfo buf, const IgLockHeld *lock, bool *first)
 	ig_json_key(buf, "relation", first);
 	appendStringInfo(buf, "%u", lock->field2);
 	ig_json_text(buf, "relation_name", relname, first);
-}
-
-/*
- * idle_guard_relation_name
- *		The name of a relation in database dbid, or NULL when it cannot be
- *		read now without waiting, or is in another database.  palloc'd.
- */
-char *
-idle_guard_relation_name(Oid dbid, Oid relid)
-{
-	char	   *relname = NULL;
-
-	if ((dbid == MyDatabaseId || dbid == InvalidOid) &&
-		idle_guard_lock_catalog(RelationRelationId, ClassOidIndexId))
-	{
-		relname = get_rel_name(relid);
-		idle_guard_unlock_catalog(RelationRelationId, ClassOidIndexId);
-	}
-	return relname;
 }
 
 /* Append the key of the next member of an object */

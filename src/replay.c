@@ -38,7 +38,8 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
-#include "idle_guard.h"
+#include "shared.h"
+#include "snapshot.h"
 
 static int	ig_startup_pid(void);
 static IgReplayWait ig_classify_wait(uint32 wait_event_info);

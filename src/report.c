@@ -36,8 +36,12 @@
 #include "utils/tuplestore.h"
 #include "utils/wait_event.h"
 
+#include "action.h"
 #include "compat.h"
-#include "idle_guard.h"
+#include "names.h"
+#include "pipeline.h"
+#include "shared.h"
+#include "snapshot.h"
 
 PG_FUNCTION_INFO_V1(idle_guard_report);
 PG_FUNCTION_INFO_V1(idle_guard_report_1_1);
@@ -275,7 +279,7 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 			nulls[j++] = true;
 		}
 
-		values[j++] = CStringGetTextDatum(idle_guard_action_name(s->decision.action));
+		values[j++] = CStringGetTextDatum(idle_guard_verdict_name(s->decision.action));
 		Assert(j == IDLE_GUARD_REPORT_COLS_V1_0);
 
 		if (ncols >= IDLE_GUARD_REPORT_COLS_V1_1)
@@ -413,7 +417,7 @@ ig_history(FunctionCallInfo fcinfo, int ncols)
 			values[j++] = CStringGetTextDatum(rule);
 		else
 			nulls[j++] = true;
-		values[j++] = CStringGetTextDatum(idle_guard_history_action_name(e->action));
+		values[j++] = CStringGetTextDatum(idle_guard_outcome_name(e->action));
 		if (e->detail[0] != '\0')
 			values[j++] = CStringGetTextDatum(e->detail);
 		else

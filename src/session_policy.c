@@ -1,12 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * session_policy.c
- *		Each session's own policy: the values of idle_guard.action,
- *		blocking_timeout and idle_timeout in force in that backend, and where
- *		they came from, published into a per-backend slot in shared memory
+ *		Each session's own policy: the values of idle_guard.action and of
+ *		the per-session rules' timeouts (rules.h: blocking_timeout,
+ *		idle_timeout) in force in that backend, and where they came from, published into a per-backend slot in shared memory
  *		so that the worker can judge each session by its own values.
  *
- * The three settings are PGC_SUSET: postgresql.conf gives the cluster-wide
+ * These settings are PGC_SUSET: postgresql.conf gives the cluster-wide
  * default, and superusers (or roles granted SET on the parameter) may set
  * other values per role, per database, per role in a database, or for a
  * session or a transaction.  Ordinary clients cannot change them.
@@ -18,7 +18,7 @@
  * assign hook receives the restored value together with the source it had.
  *
  * Publishing.  Every assign hook updates this backend's local copy of all
- * three values and, in a client backend, writes the copy into the slot of
+ * these values and, in a client backend, writes the copy into the slot of
  * its PGPROC, stamped with its pid and process start.  A slot whose stamp
  * does not match the session being judged belongs to a backend that exited
  * (its PGPROC reused): it is ignored and the defaults apply.  Writers and
@@ -48,9 +48,10 @@
 #include "utils/guc.h"
 
 #include "compat.h"
-#include "idle_guard.h"
+#include "settings.h"
+#include "shared.h"
 
-/* The extra of each of the three settings: where its value came from */
+/* The extra of each per-session setting: where its value came from */
 typedef struct IgSourceExtra
 {
 	IgPolicySource source;
@@ -58,8 +59,15 @@ typedef struct IgSourceExtra
 
 /* This backend's current values and their sources (local copy) */
 static IgSessionPolicy ig_local = {
-	IG_DEFAULT_ACTION, IG_DEFAULT_BLOCKING_TIMEOUT_MS, IG_DEFAULT_IDLE_TIMEOUT_MS,
-	{IG_SOURCE_DEFAULT, IG_SOURCE_DEFAULT, IG_SOURCE_DEFAULT}
+	.action = IG_DEFAULT_ACTION,
+	.action_source = IG_SOURCE_DEFAULT,
+	.timeout_ms = {
+#define IG_RULE(symbol, name, setting, field, default_ms, ...) \
+		[symbol] = default_ms,
+#include "rules.h"
+#undef IG_RULE
+	},
+	/* timeout_source: all IG_SOURCE_DEFAULT (0) */
 };
 
 static void ig_publish(void);
@@ -92,7 +100,7 @@ ig_policy_source(GucSource source)
 
 /*
  * idle_guard_check_policy_source
- *		Check hook shared by the three per-session settings: accept the
+ *		Check hook shared by the per-session settings: accept the
  *		value (its range is checked by the GUC machinery) and remember its
  *		source as the extra.
  */
@@ -112,31 +120,52 @@ idle_guard_check_policy_source(GucSource source, void **extra)
 	return true;
 }
 
+/* Where the extra of a per-session setting says its value came from */
+static IgPolicySource
+ig_extra_source(void *extra)
+{
+	return extra ? ((IgSourceExtra *) extra)->source : IG_SOURCE_DEFAULT;
+}
+
 /*
- * idle_guard_assign_policy
- *		Assign hook shared by the three settings: record the new value and
- *		its source locally and publish them.
+ * idle_guard_assign_policy_action
+ *		Assign hook of idle_guard.action: record the new value and its
+ *		source locally and publish them.
  */
 void
-idle_guard_assign_policy(IgPolicyField field, int value, void *extra)
+idle_guard_assign_policy_action(int value, void *extra)
 {
-	IgPolicySource source = extra ? ((IgSourceExtra *) extra)->source
-		: IG_SOURCE_DEFAULT;
-
-	switch (field)
-	{
-		case IG_FIELD_ACTION:
-			ig_local.action = value;
-			break;
-		case IG_FIELD_BLOCKING:
-			ig_local.blocking_timeout_ms = value;
-			break;
-		case IG_FIELD_IDLE:
-			ig_local.idle_timeout_ms = value;
-			break;
-	}
-	ig_local.source[field] = source;
+	ig_local.action = value;
+	ig_local.action_source = ig_extra_source(extra);
 	ig_publish();
+}
+
+/*
+ * idle_guard_assign_policy_timeout
+ *		The same for the setting of a per-session rule.
+ */
+void
+idle_guard_assign_policy_timeout(IgRule rule, int value, void *extra)
+{
+	Assert(rule >= IG_RULE_FIRST && rule < IG_RULE_END);
+	ig_local.timeout_ms[rule] = value;
+	ig_local.timeout_source[rule] = ig_extra_source(extra);
+	ig_publish();
+}
+
+/*
+ * The most specific source among a published policy's values: session
+ * over role over database over default.
+ */
+static IgPolicySource
+ig_most_specific_source(const IgSessionPolicy *sp)
+{
+	IgPolicySource source = sp->action_source;
+	IgRule		r;
+
+	for (r = IG_RULE_FIRST; r < IG_RULE_END; r++)
+		source = Max(source, sp->timeout_source[r]);
+	return source;
 }
 
 /*
@@ -160,9 +189,7 @@ ig_publish(void)
 	slot = &idle_guard_shared->slots[procno];
 
 	/* A non-default value may shorten a deadline the worker sleeps toward */
-	wake = ig_local.source[IG_FIELD_ACTION] != IG_SOURCE_DEFAULT ||
-		ig_local.source[IG_FIELD_BLOCKING] != IG_SOURCE_DEFAULT ||
-		ig_local.source[IG_FIELD_IDLE] != IG_SOURCE_DEFAULT;
+	wake = ig_most_specific_source(&ig_local) != IG_SOURCE_DEFAULT;
 
 	pg_atomic_add_fetch_u32(&slot->changecount, 1);
 	pg_write_barrier();
@@ -221,7 +248,7 @@ idle_guard_effective_policy(const IgPolicy *defaults, int procno, int pid,
 							IgPolicySource *source)
 {
 	IgSessionPolicy sp;
-	int			f;
+	IgRule		r;
 	int			slot_pid;
 	TimestampTz slot_start;
 
@@ -234,16 +261,12 @@ idle_guard_effective_policy(const IgPolicy *defaults, int procno, int pid,
 		slot_pid != pid || slot_start != proc_start)
 		return;
 
-	if (sp.source[IG_FIELD_ACTION] != IG_SOURCE_DEFAULT)
+	if (sp.action_source != IG_SOURCE_DEFAULT)
 		policy->action = (IgActionSetting) sp.action;
-	if (sp.source[IG_FIELD_BLOCKING] != IG_SOURCE_DEFAULT)
-		policy->blocking_timeout_ms = sp.blocking_timeout_ms;
-	if (sp.source[IG_FIELD_IDLE] != IG_SOURCE_DEFAULT)
-		policy->idle_timeout_ms = sp.idle_timeout_ms;
-
-	for (f = 0; f < IG_NUM_FIELDS; f++)
-		if (sp.source[f] > *source)
-			*source = sp.source[f];
+	for (r = IG_RULE_FIRST; r < IG_RULE_END; r++)
+		if (sp.timeout_source[r] != IG_SOURCE_DEFAULT)
+			idle_guard_set_rule_timeout(policy, r, sp.timeout_ms[r]);
+	*source = ig_most_specific_source(&sp);
 }
 
 /*
@@ -256,6 +279,7 @@ int
 idle_guard_shortest_session_timeout(void)
 {
 	int			shortest = 0;
+	IgRule		r;
 	int			i;
 
 	for (i = 0; i < idle_guard_shared->nslots; i++)
@@ -272,12 +296,10 @@ idle_guard_shortest_session_timeout(void)
 		if (pid == 0 || !ig_copy_slot(i, &slot_pid, &slot_start, &sp) ||
 			slot_pid != pid)
 			continue;
-		if (sp.source[IG_FIELD_BLOCKING] != IG_SOURCE_DEFAULT)
-			shortest = idle_guard_shorter_timeout(shortest,
-												  sp.blocking_timeout_ms);
-		if (sp.source[IG_FIELD_IDLE] != IG_SOURCE_DEFAULT)
-			shortest = idle_guard_shorter_timeout(shortest,
-												  sp.idle_timeout_ms);
+		for (r = IG_RULE_FIRST; r < IG_RULE_END; r++)
+			if (sp.timeout_source[r] != IG_SOURCE_DEFAULT)
+				shortest = idle_guard_shorter_timeout(shortest,
+													  sp.timeout_ms[r]);
 	}
 	return shortest;
 }

@@ -6,7 +6,7 @@
  *		observations and the gids of prepared transactions), its creation,
  *		and the small accessors every process uses.
  *
- * Locking: see IgShared in idle_guard.h.
+ * Locking: see IgShared in shared.h.
  *
  * Copyright (c) 2026, idle_guard developers
  *
@@ -19,12 +19,11 @@
 
 #include "access/twophase.h"
 #include "miscadmin.h"
-#include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 
-#include "idle_guard.h"
+#include "shared.h"
 
 IgShared   *idle_guard_shared = NULL;
 
@@ -35,13 +34,12 @@ ig_nslots(void)
 	return MaxBackends + NUM_AUXILIARY_PROCS;
 }
 
-/* Bytes of the struct and the history ring, before the slots */
+/* Bytes of the struct and a history ring of history_size entries */
 static Size
-ig_ring_size(void)
+ig_ring_size(int history_size)
 {
 	return MAXALIGN(add_size(offsetof(IgShared, history),
-							 mul_size(sizeof(IgHistoryEntry),
-									  idle_guard_history_size)));
+							 mul_size(sizeof(IgHistoryEntry), history_size)));
 }
 
 /*
@@ -95,9 +93,9 @@ ig_notes_size(void)
  * prepared transactions, and the notes to ended backends
  */
 static Size
-ig_shmem_size(void)
+ig_shmem_size(int history_size)
 {
-	return add_size(add_size(add_size(add_size(add_size(ig_ring_size(),
+	return add_size(add_size(add_size(add_size(add_size(ig_ring_size(history_size),
 														ig_slots_size()),
 											   ig_episodes_size()),
 									  ig_observations_size()),
@@ -111,62 +109,59 @@ ig_shmem_size(void)
  *		shmem_request_hook, as PostgreSQL 15+ requires.
  */
 void
-idle_guard_shmem_request(void)
+idle_guard_shmem_request(int history_size)
 {
-	RequestAddinShmemSpace(ig_shmem_size());
+	RequestAddinShmemSpace(ig_shmem_size(history_size));
 	RequestNamedLWLockTranche("idle_guard", 1);
 }
 
 /*
  * idle_guard_shmem_startup
- *		Create or attach to the shared state.  Runs in the postmaster at
- *		startup and after a crash restart (where it re-initializes).
+ *		Create or attach to the shared state, with a history ring of
+ *		history_size entries and the defaults to publish first.  Runs in
+ *		the postmaster at startup and after a crash restart (where it
+ *		re-initializes).  Returns whether the state existed already.
  */
-void
-idle_guard_shmem_startup(const IgPolicy *defaults)
+bool
+idle_guard_shmem_startup(int history_size, const IgPolicy *defaults)
 {
 	bool		found;
+	Size		ring = ig_ring_size(history_size);
+	char	   *base;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	idle_guard_shared = ShmemInitStruct("idle_guard", ig_shmem_size(), &found);
+	idle_guard_shared = ShmemInitStruct("idle_guard",
+										ig_shmem_size(history_size), &found);
 	if (!found)
 	{
+		IgShared   *sh = idle_guard_shared;
 		int			i;
 
-		memset(idle_guard_shared, 0, ig_shmem_size());
-		idle_guard_shared->lock = &(GetNamedLWLockTranche("idle_guard"))->lock;
-		idle_guard_shared->history_size = idle_guard_history_size;
-		pg_atomic_init_u32(&idle_guard_shared->wake_pending, 0);
-		idle_guard_shared->defaults = *defaults;
-		idle_guard_shared->nslots = ig_nslots();
-		idle_guard_shared->slots = (IgSlot *)
-			((char *) idle_guard_shared + ig_ring_size());
-		for (i = 0; i < idle_guard_shared->nslots; i++)
-			pg_atomic_init_u32(&idle_guard_shared->slots[i].changecount, 0);
-		idle_guard_shared->episodes = (IgEpisodeMemory *)
-			((char *) idle_guard_shared + ig_ring_size() + ig_slots_size());
-		idle_guard_shared->observations = (IgObservation *)
-			((char *) idle_guard_shared + ig_ring_size() + ig_slots_size() +
-			 ig_episodes_size());
-		idle_guard_shared->gids = (IgPreparedGid *)
-			((char *) idle_guard_shared + ig_ring_size() + ig_slots_size() +
-			 ig_episodes_size() + ig_observations_size());
-		idle_guard_shared->notes = (IgEndNote *)
-			((char *) idle_guard_shared + ig_ring_size() + ig_slots_size() +
-			 ig_episodes_size() + ig_observations_size() + ig_gids_size());
-		for (i = 0; i < idle_guard_shared->nslots; i++)
-			pg_atomic_init_u32(&idle_guard_shared->notes[i].changecount, 0);
-		idle_guard_shared->stats_reset = GetCurrentTimestamp();
+		memset(sh, 0, ig_shmem_size(history_size));
+		sh->lock = &(GetNamedLWLockTranche("idle_guard"))->lock;
+		sh->history_size = history_size;
+		pg_atomic_init_u32(&sh->wake_pending, 0);
+		sh->defaults = *defaults;
+		sh->nslots = ig_nslots();
+		base = (char *) sh + ring;
+		sh->slots = (IgSlot *) base;
+		base += ig_slots_size();
+		sh->episodes = (IgEpisodeMemory *) base;
+		base += ig_episodes_size();
+		sh->observations = (IgObservation *) base;
+		base += ig_observations_size();
+		sh->gids = (IgPreparedGid *) base;
+		base += ig_gids_size();
+		sh->notes = (IgEndNote *) base;
+		for (i = 0; i < sh->nslots; i++)
+		{
+			pg_atomic_init_u32(&sh->slots[i].changecount, 0);
+			pg_atomic_init_u32(&sh->notes[i].changecount, 0);
+		}
+		sh->stats_reset = GetCurrentTimestamp();
 	}
 	LWLockRelease(AddinShmemInitLock);
-
-	/* The postmaster restores the state of the last clean shutdown */
-	if (!IsUnderPostmaster)
-	{
-		if (!found)
-			idle_guard_load_state();
-		on_shmem_exit(idle_guard_save_state, (Datum) 0);
-	}
+	return found;
 }
 
 /*

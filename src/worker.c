@@ -39,6 +39,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -50,8 +51,12 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "action.h"
 #include "compat.h"
 #include "idle_guard.h"
+#include "pipeline.h"
+#include "settings.h"
+#include "shared.h"
 
 static MemoryContext ig_sweep_context = NULL;
 
@@ -60,6 +65,7 @@ static IgEpisodeMemory *ig_episode_for(const IgSession *s);
 static void ig_publish_sweep(TimestampTz start, int guarded);
 static void ig_worker_detach(int code, Datum arg);
 static void ig_publish_policy(void);
+static void ig_log_start(void);
 
 /*
  * idle_guard_worker_main
@@ -90,12 +96,7 @@ idle_guard_worker_main(Datum main_arg)
 	before_shmem_exit(ig_worker_detach, (Datum) 0);
 	ig_publish_policy();
 
-	ereport(LOG,
-			(errmsg("idle_guard worker started"),
-			 errdetail("action=%s blocking_timeout=%dms idle_timeout=%dms naptime=%dms",
-					   GetConfigOption("idle_guard.action", false, false),
-					   idle_guard_blocking_timeout, idle_guard_idle_timeout,
-					   idle_guard_naptime)));
+	ig_log_start();
 
 	for (;;)
 	{
@@ -144,6 +145,7 @@ ig_sweep(void)
 	IgSweep		sweep;
 	int			guarded = 0;
 	int			shortest;
+	IgRule		r;
 	int			i;
 
 	idle_guard_current_policy(&policy);
@@ -157,16 +159,15 @@ ig_sweep(void)
 
 	/*
 	 * A session silent from now on cannot be due before the shortest timeout
-	 * in force, by default or in any session.
+	 * in force, by default or in any session: every rule's clock starts at
+	 * the start of the silence or later (rules.h), and prepared_timeout
+	 * stands in for idle_timeout.
 	 */
-	shortest = idle_guard_shorter_timeout(policy.blocking_timeout_ms,
-										  policy.idle_timeout_ms);
-	shortest = idle_guard_shorter_timeout(shortest,
-										  policy.prepared_timeout_ms);
-	shortest = idle_guard_shorter_timeout(shortest,
-										  policy.unreachable_timeout_ms);
-	shortest = idle_guard_shorter_timeout(shortest,
+	shortest = idle_guard_shorter_timeout(policy.prepared_timeout_ms,
 										  idle_guard_shortest_session_timeout());
+	for (r = IG_RULE_FIRST; r < IG_RULE_END; r++)
+		shortest = idle_guard_shorter_timeout(shortest,
+											  idle_guard_rule_timeout(&policy, r));
 	if (shortest > 0)
 		next = TimestampTzPlusMilliseconds(sweep.now, shortest);
 
@@ -181,8 +182,8 @@ ig_sweep(void)
 		guarded++;
 		ep = ig_episode_for(s);
 
-		if (d->due && (d->action == IG_DO_REPORT ||
-					   d->action == IG_DO_TERMINATE) &&
+		if (d->due && (d->action == IG_VERDICT_REPORT ||
+					   d->action == IG_VERDICT_TERMINATE) &&
 			ep->done < d->action)
 		{
 			if (idle_guard_act(s) == IG_ACT_DONE)
@@ -194,8 +195,8 @@ ig_sweep(void)
 		}
 
 		/* Done all its policy allows in this episode: nothing to wait for */
-		if (ep->done != IG_DO_NONE &&
-			ep->done >= idle_guard_policy_action(s->policy.action))
+		if (ep->done != IG_VERDICT_NONE &&
+			ep->done >= idle_guard_policy_verdict(s->policy.action))
 			continue;
 
 		if (d->wake_at != 0 && d->wake_at < next)
@@ -211,6 +212,29 @@ ig_sweep(void)
 
 	ig_publish_sweep(start, guarded);
 	return next;
+}
+
+/*
+ * Log the worker's start, with the action, each rule's timeout and the
+ * naptime it starts with.
+ */
+static void
+ig_log_start(void)
+{
+	StringInfoData detail;
+	IgRule		r;
+
+	initStringInfo(&detail);
+	appendStringInfo(&detail, "action=%s",
+					 GetConfigOption("idle_guard.action", false, false));
+	for (r = IG_RULE_FIRST; r < IG_RULE_END; r++)
+		appendStringInfo(&detail, " %s=%dms", idle_guard_rule(r)->setting,
+						 idle_guard_rule_timeouts[r]);
+	appendStringInfo(&detail, " naptime=%dms", idle_guard_naptime);
+	ereport(LOG,
+			(errmsg("idle_guard worker started"),
+			 errdetail_internal("%s", detail.data)));
+	pfree(detail.data);
 }
 
 /*
@@ -240,7 +264,7 @@ ig_episode_for(const IgSession *s)
 	if (!idle_guard_same_episode(&ep->key, &s->key))
 	{
 		ep->key = s->key;
-		ep->done = IG_DO_NONE;
+		ep->done = IG_VERDICT_NONE;
 	}
 	return ep;
 }
