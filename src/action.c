@@ -130,7 +130,7 @@ idle_guard_act(IgSession *s)
 					  "prepared transaction holds locks" :
 					  "silent session holds locks", now);
 		idle_guard_history_add(s, t.usename, t.datname, t.client, now,
-						  IG_OUTCOME_REPORTED, NULL, rec);
+							   IG_OUTCOME_REPORTED, NULL, rec);
 		return IG_ACT_DONE;
 	}
 
@@ -206,7 +206,7 @@ ig_spare(IgSession *s, const IgTarget *t, TimestampTz now, const char *why)
 					s->key.pid, why),
 			 errhidestmt(true), errhidecontext(true)));
 	idle_guard_history_add(s, t->usename, t->datname, t->client, now,
-					  IG_OUTCOME_SKIPPED, why, t->record);
+						   IG_OUTCOME_SKIPPED, why, t->record);
 }
 
 /*
@@ -359,19 +359,19 @@ ig_log_action(const IgSession *s, const IgTarget *t, const char *what,
 						 t->client[0] ? t->client : "local");
 	}
 	appendStringInfo(&buf, " silent_s=%.3f locks=%d blocked=%d rule=%s action=%s",
-					 (double) (now - s->silent_since) / USECS_PER_SEC,
-					 s->locks_held, s->blocked_total,
+					 (double) (now - s->facts.silent_since) / USECS_PER_SEC,
+					 s->locks_held, s->facts.blocked_total,
 					 idle_guard_rule_name(s->decision.rule),
 					 idle_guard_verdict_name(s->decision.action));
 	ig_append_quoted(&buf, "reason", idle_guard_reason_name(s->reason));
 	if (s->blocks_replay)
 		appendStringInfoString(&buf, " blocks_replay=true");
-	if (s->link != IG_LINK_NONE)
-		ig_append_quoted(&buf, "link", idle_guard_link_name(s->link));
+	if (s->facts.link != IG_LINK_NONE)
+		ig_append_quoted(&buf, "link", idle_guard_link_name(s->facts.link));
 
 	/*
-	 * idle_guard never ends a prepared transaction: say what would.  The
-	 * gid and the database name are escaped here too.
+	 * idle_guard never ends a prepared transaction: say what would.  The gid
+	 * and the database name are escaped here too.
 	 */
 	if (s->reason == IG_REASON_PREPARED && s->gid_known)
 	{

@@ -175,7 +175,7 @@ idle_guard_snapshot(IgSweep *sweep, bool include_idle)
 		s->key.state_start = be->st_state_start_timestamp;
 		s->key.lxid = ig_proc_lxid(proc);
 		s->reason = reason;
-		s->silent_since = be->st_state_start_timestamp;
+		s->facts.silent_since = be->st_state_start_timestamp;
 		s->procno = pe->procno;
 		s->userid = be->st_userid;
 		s->dbid = be->st_databaseid;

@@ -95,7 +95,7 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 	StringInfoData buf;
 	const IgReasonInfo *reason = idle_guard_reason(s->reason);
 	const IgRuleInfo *rule = idle_guard_rule(s->decision.rule);
-	int			others = s->blocked_total - (s->blocks_replay ? 1 : 0);
+	int			others = s->facts.blocked_total - (s->blocks_replay ? 1 : 0);
 	int			i;
 
 	Assert(rule != NULL && reason->words != NULL);
@@ -115,7 +115,7 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "terminating connection because it %s for %.1f s ",
 					 reason->words,
-					 (double) (now - s->silent_since) / USECS_PER_SEC);
+					 (double) (now - s->facts.silent_since) / USECS_PER_SEC);
 	if (rule->message != NULL)
 		appendStringInfoString(&buf, rule->message);
 	else if (s->blocks_replay && others > 0)
@@ -136,8 +136,8 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 					   idle_guard_rule_timeout(&s->policy, s->decision.rule));
 
 	/*
-	 * A deadline counted from the client's last ACK counts from the later
-	 * of that ACK and the start of the silence.  The kernel times the ACK in
+	 * A deadline counted from the client's last ACK counts from the later of
+	 * that ACK and the start of the silence.  The kernel times the ACK in
 	 * jiffies, so when the two are a few milliseconds apart either may look
 	 * later: name the silence only when it began a tenth of a second (the
 	 * precision shown) or more after the ACK.
@@ -155,19 +155,19 @@ idle_guard_note_end(const IgSession *s, bool by_conflict, TimestampTz now)
 	if (s->strongest_mode != NoLock)
 		appendStringInfo(&buf, ", the strongest %s",
 						 GetLockmodeName(DEFAULT_LOCKMETHOD, s->strongest_mode));
-	if (s->blocked_total == 0)
+	if (s->facts.blocked_total == 0)
 		appendStringInfoString(&buf, "; nobody waited on it.");
 	else
 	{
 		appendStringInfo(&buf, "; waiting on it: %s",
-						 s->blocked_total == 1 ? "pid" : "pids");
-		for (i = 0; i < s->blocked_total && i < IG_NOTE_MAX_PIDS; i++)
+						 s->facts.blocked_total == 1 ? "pid" : "pids");
+		for (i = 0; i < s->facts.blocked_total && i < IG_NOTE_MAX_PIDS; i++)
 			appendStringInfo(&buf, "%s %d%s", i > 0 ? "," : "",
 							 s->waiters[i].pid,
 							 s->waiters[i].replay ? " (WAL replay)" : "");
-		if (s->blocked_total > IG_NOTE_MAX_PIDS)
+		if (s->facts.blocked_total > IG_NOTE_MAX_PIDS)
 			appendStringInfo(&buf, " and %d more",
-							 s->blocked_total - IG_NOTE_MAX_PIDS);
+							 s->facts.blocked_total - IG_NOTE_MAX_PIDS);
 		appendStringInfoChar(&buf, '.');
 	}
 	strlcpy(note.detail, buf.data, sizeof(note.detail));
@@ -262,8 +262,8 @@ ig_take_note(IgEndNote *note, IgEndNote *copy)
 
 	/*
 	 * Clear it.  Only the worker writes notes, and only before it signals
-	 * this backend, so nothing else writes it now; a write barrier makes
-	 * the cleared pid visible before any later note.
+	 * this backend, so nothing else writes it now; a write barrier makes the
+	 * cleared pid visible before any later note.
 	 */
 	note->pid = 0;
 	pg_write_barrier();

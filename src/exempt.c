@@ -109,6 +109,10 @@ idle_guard_check_exempt_roles(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * Assign hook of idle_guard.exempt_roles: take the list its check hook
+ * parsed, and say that what was derived from the old one is out of date.
+ */
 void
 idle_guard_assign_exempt_roles(const char *newval, void *extra)
 {
@@ -181,6 +185,7 @@ idle_guard_check_exempt_applications(char **newval, void **extra, GucSource sour
 	return true;
 }
 
+/* Assign hook of idle_guard.exempt_applications: take the parsed list */
 void
 idle_guard_assign_exempt_applications(const char *newval, void *extra)
 {

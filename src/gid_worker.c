@@ -67,7 +67,7 @@ idle_guard_worker_gids(IgSweep *sweep)
 		if (s->reason != IG_REASON_PREPARED || s->gid_known)
 			continue;
 		dbid = s->dbid;
-		if (s->silent_since > ig_gid_started)
+		if (s->facts.silent_since > ig_gid_started)
 			new_since = true;
 	}
 	if (new_since ||

@@ -48,9 +48,9 @@ idle_guard_outcome_name(IgOutcome action)
  */
 void
 idle_guard_history_add(const IgSession *s, const char *usename,
-				  const char *datname, const char *client, TimestampTz at,
-				  IgOutcome action, const char *detail,
-				  const IgRecord *record)
+					   const char *datname, const char *client, TimestampTz at,
+					   IgOutcome action, const char *detail,
+					   const IgRecord *record)
 {
 	IgShared   *sh = idle_guard_shared;
 	IgHistoryEntry *e;
@@ -75,9 +75,9 @@ idle_guard_history_add(const IgSession *s, const char *usename,
 		strlcpy(e->datname, datname ? datname : "", NAMEDATALEN);
 		strlcpy(e->appname, s->appname, NAMEDATALEN);
 		strlcpy(e->client_addr, client ? client : "", IG_ADDR_LEN);
-		e->silent_for_us = at - s->silent_since;
+		e->silent_for_us = at - s->facts.silent_since;
 		e->locks_held = s->locks_held;
-		e->blocked_total = s->blocked_total;
+		e->blocked_total = s->facts.blocked_total;
 		e->rule = s->decision.rule;
 		e->action = action;
 		e->dbid = s->dbid;

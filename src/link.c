@@ -81,15 +81,15 @@ idle_guard_client_links(IgSweep *sweep)
 
 		memset(&s->tcp, 0, sizeof(IgTcpFacts));
 		if (s->reason == IG_REASON_PREPARED)
-			s->link = IG_LINK_NONE;
+			s->facts.link = IG_LINK_NONE;
 		else if (family == AF_INET || family == AF_INET6)
 		{
-			s->link = IG_LINK_UNKNOWN;
+			s->facts.link = IG_LINK_UNKNOWN;
 			v4 |= (family == AF_INET);
 			v6 |= (family == AF_INET6);
 		}
 		else
-			s->link = IG_LINK_LOCAL;
+			s->facts.link = IG_LINK_LOCAL;
 	}
 
 #ifdef __linux__
@@ -103,8 +103,8 @@ idle_guard_client_links(IgSweep *sweep)
 	{
 		IgSession  *s = &sweep->sessions[i];
 
-		if (s->link == IG_LINK_UNKNOWN)
-			s->link = idle_guard_classify_link(&s->tcp);
+		if (s->facts.link == IG_LINK_UNKNOWN)
+			s->facts.link = idle_guard_classify_link(&s->tcp);
 	}
 }
 
@@ -212,7 +212,7 @@ ig_match_socket(IgSweep *sweep, const struct inet_diag_msg *msg, int len)
 		IgSession  *s = &sweep->sessions[i];
 		IgTcpFacts *t = &s->tcp;
 
-		if (s->link != IG_LINK_UNKNOWN || t->found ||
+		if (s->facts.link != IG_LINK_UNKNOWN || t->found ||
 			!ig_same_peer(&s->clientaddr, msg))
 			continue;
 

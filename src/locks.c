@@ -118,7 +118,7 @@ idle_guard_fastpath_locks(IgSweep *sweep)
 		 */
 		if (!idle_guard_reason(s->reason)->fastpath)
 		{
-			s->holds_locks = TransactionIdIsValid(s->xid);
+			s->facts.holds_locks = TransactionIdIsValid(s->xid);
 			s->holds_known = true;
 			continue;
 		}
@@ -149,8 +149,8 @@ idle_guard_fastpath_locks(IgSweep *sweep)
 		}
 		LWLockRelease(&proc->fpInfoLock);
 
-		s->holds_locks = s->locks_held > 0 || TransactionIdIsValid(s->xid);
-		s->holds_known = s->holds_locks;
+		s->facts.holds_locks = s->locks_held > 0 || TransactionIdIsValid(s->xid);
+		s->holds_known = s->facts.holds_locks;
 	}
 }
 
@@ -270,7 +270,7 @@ ig_count_main_table_locks(IgSession *s, PGPROC *proc)
 			ig_describe_held(s, &held);
 		}
 	}
-	s->holds_locks = s->locks_held > 0 || TransactionIdIsValid(s->xid);
+	s->facts.holds_locks = s->locks_held > 0 || TransactionIdIsValid(s->xid);
 	s->holds_known = true;
 }
 
@@ -407,19 +407,19 @@ ig_count_waiters(IgSweep *sweep, IgEdges *edges, const IgNodeWait *nodes,
 		}
 		/* queue[1 .. blocked_direct] are the direct waiters (BFS order) */
 
-		s->blocked_total = tail - 1;
-		if (s->blocked_total > 0)
+		s->facts.blocked_total = tail - 1;
+		if (s->facts.blocked_total > 0)
 		{
 			/*
 			 * Someone waits on it, so it holds a lock that matters even if
 			 * that lock is only its own virtual transaction: CREATE INDEX
 			 * CONCURRENTLY waits on the vxid of every older snapshot.
 			 */
-			s->holds_locks = true;
+			s->facts.holds_locks = true;
 
 			s->waiters = (IgWaiterFact *) palloc(sizeof(IgWaiterFact) *
-												 s->blocked_total);
-			for (k = 0; k < s->blocked_total; k++)
+												 s->facts.blocked_total);
+			for (k = 0; k < s->facts.blocked_total; k++)
 			{
 				const IgNodeWait *nw = &nodes[queue[k + 1]];
 
@@ -432,10 +432,10 @@ ig_count_waiters(IgSweep *sweep, IgEdges *edges, const IgNodeWait *nodes,
 				if (nw->replay)
 					s->blocks_replay = true;
 			}
-			qsort(s->waiters, s->blocked_total, sizeof(IgWaiterFact),
+			qsort(s->waiters, s->facts.blocked_total, sizeof(IgWaiterFact),
 				  ig_cmp_waiter);
-			s->blocked_pids = (int *) palloc(sizeof(int) * s->blocked_total);
-			for (k = 0; k < s->blocked_total; k++)
+			s->blocked_pids = (int *) palloc(sizeof(int) * s->facts.blocked_total);
+			for (k = 0; k < s->facts.blocked_total; k++)
 				s->blocked_pids[k] = s->waiters[k].pid;
 		}
 	}

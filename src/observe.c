@@ -113,12 +113,12 @@ idle_guard_observe_sessions(IgSweep *sweep)
 		 * been silent since, however long ago that was.  Anything else must
 		 * be watched continuously.
 		 */
-		s->silent_since = idle_guard_observe(&sh->observations[s->procno],
-											 &s->key, s->reason,
-											 wakeups_known[i], wakeups[i],
-											 sweep->now,
-											 timing == IG_TIMED_ONCE ?
-											 0 : max_gap_ms);
+		s->facts.silent_since = idle_guard_observe(&sh->observations[s->procno],
+												   &s->key, s->reason,
+												   wakeups_known[i], wakeups[i],
+												   sweep->now,
+												   timing == IG_TIMED_ONCE ?
+												   0 : max_gap_ms);
 		s->facts.observed = (timing != IG_TIMED_ONCE);
 		seen[s->procno] = true;
 	}

@@ -33,10 +33,9 @@
  */
 #define IG_STATE_FILE		PGSTAT_STAT_PERMANENT_DIRECTORY "/idle_guard.stat"
 #define IG_STATE_MAGIC		0x49474831	/* "IGH1" */
-#define IG_STATE_FORMAT		5	/* 2: reason and gid (1.3); 3: action as
-									 * a number, and dbid; 4: the record's
-									 * standby part (1.4); 5: its client
-									 * link (1.5) */
+#define IG_STATE_FORMAT		5	/* 2: reason and gid (1.3); 3: action as a
+								 * number, and dbid; 4: the record's standby
+								 * part (1.4); 5: its client link (1.5) */
 
 /*
  * The record, the entry's last member, as formats 2 to 4 laid it out: 1.5
@@ -69,6 +68,7 @@ typedef struct IgRecordV4
 	IgPolicySource policy_source;
 	IgRecordStandby standby;	/* format 4 only */
 } IgRecordV4;
+
 StaticAssertDecl(offsetof(IgRecordV4, policy) == offsetof(IgRecord, policy),
 				 "the record no longer begins as it did in format 4");
 #define IG_V3_ENTRY_SIZE \
@@ -368,10 +368,11 @@ ig_convert_v3_entry(IgHistoryEntry *e)
 static void
 ig_convert_v2_entry(IgHistoryEntry *e)
 {
-	char		text[IG_V2_ACTION_LEN + 1];
+	char text[	IG_V2_ACTION_LEN + 1];
 
 	memcpy(text, &e->action, IG_V2_ACTION_LEN);
-	text[IG_V2_ACTION_LEN] = '\0';
+	text[		IG_V2_ACTION_LEN] = '\0';
+
 	if (strcmp(text, "terminated") == 0)
 		e->action = IG_OUTCOME_TERMINATED;
 	else if (strcmp(text, "skipped") == 0)

@@ -124,11 +124,7 @@ ig_decide_all(IgSweep *sweep)
 		IgSession  *s = &sweep->sessions[i];
 
 		if (idle_guard_reason(s->reason)->needs_waiter)
-			s->holds_locks = s->blocked_total > 0;
-		s->facts.silent_since = s->silent_since;
-		s->facts.holds_locks = s->holds_locks;
-		s->facts.blocked_total = s->blocked_total;
-		s->facts.link = s->link;
+			s->facts.holds_locks = s->facts.blocked_total > 0;
 		s->facts.unreachable_since = sweep->now -
 			(TimestampTz) s->tcp.last_ack_recv_ms * 1000;
 		idle_guard_decide(&s->policy, &s->facts, sweep->now, &s->decision);

@@ -40,12 +40,12 @@ typedef enum IgClientWait
 typedef enum IgTiming
 {
 	IG_TIMED_BY_STATE = 0,		/* the backend's last state change */
-	IG_TIMED_BY_WAKEUPS,		/* its first observation; the silence
-								 * restarts when the backend wakes up, or
-								 * where that cannot be read, when
-								 * observations are far apart (observe.c) */
-	IG_TIMED_BY_WATCH,			/* its first observation; the silence
-								 * restarts when observations are far apart */
+	IG_TIMED_BY_WAKEUPS,		/* its first observation; the silence restarts
+								 * when the backend wakes up, or where that
+								 * cannot be read, when observations are far
+								 * apart (observe.c) */
+	IG_TIMED_BY_WATCH,			/* its first observation; the silence restarts
+								 * when observations are far apart */
 	IG_TIMED_ONCE				/* its first observation; it cannot restart */
 } IgTiming;
 
@@ -205,10 +205,10 @@ typedef struct IgTcpFacts
  */
 typedef enum IgVerdict
 {
-	IG_VERDICT_NONE = 0,				/* no rule applies, or idle_guard.action = off */
+	IG_VERDICT_NONE = 0,		/* no rule applies, or idle_guard.action = off */
 	IG_VERDICT_REPORT,
 	IG_VERDICT_TERMINATE,
-	IG_VERDICT_EXEMPT				/* a rule applies but the session is exempt */
+	IG_VERDICT_EXEMPT			/* a rule applies but the session is exempt */
 } IgVerdict;
 
 /* The policy in force: copied from the GUCs, passed to the pure decision */

@@ -78,7 +78,7 @@ idle_guard_add_prepared(IgSweep *sweep, int room)
 		s->key.pid = 0;
 		s->key.lxid = (uint32) xid;
 		s->reason = IG_REASON_PREPARED;
-		s->silent_since = sweep->now;	/* until observe.c knows better */
+		s->facts.silent_since = sweep->now; /* until observe.c knows better */
 		s->procno = (int) (proc - ProcGlobal->allProcs);
 		s->userid = proc->roleId;
 		s->dbid = proc->databaseId;

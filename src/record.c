@@ -70,10 +70,10 @@ idle_guard_build_record(const IgSession *s, IgRecord *rec,
 
 	memset(rec, 0, sizeof(IgRecord));
 	rec->xact_start = s->xact_start;
-	rec->silent_since = s->silent_since;
+	rec->silent_since = s->facts.silent_since;
 	rec->nlocks = s->nheld;
 	memcpy(rec->locks, s->held, sizeof(IgLockHeld) * s->nheld);
-	rec->nwaiters = Min(s->blocked_total, IG_RECORD_MAX_WAITERS);
+	rec->nwaiters = Min(s->facts.blocked_total, IG_RECORD_MAX_WAITERS);
 	for (i = 0; i < rec->nwaiters; i++)
 	{
 		rec->waiters[i].fact = s->waiters[i];
@@ -88,7 +88,7 @@ idle_guard_build_record(const IgSession *s, IgRecord *rec,
 	rec->standby.xmin_age = s->xmin_age;
 	if (s->replay != NULL)
 		rec->standby.replay = *s->replay;
-	rec->link = s->link;
+	rec->link = s->facts.link;
 	rec->tcp = s->tcp;
 
 	present = idle_guard_describe_sessions(rec, s->key.pid, key, state);

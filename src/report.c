@@ -198,7 +198,7 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 		const char *rule;
 		int			j = 0;
 
-		if (!s->holds_locks)
+		if (!s->facts.holds_locks)
 			continue;
 
 		/* a prepared transaction has no backend */
@@ -234,8 +234,8 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 		else
 			nulls[j++] = true;
 
-		values[j++] = TimestampTzGetDatum(s->silent_since);
-		values[j++] = ig_interval_datum(sweep.now - s->silent_since);
+		values[j++] = TimestampTzGetDatum(s->facts.silent_since);
+		values[j++] = ig_interval_datum(sweep.now - s->facts.silent_since);
 		values[j++] = Int32GetDatum(s->locks_held);
 
 		if (s->strongest_mode != NoLock)
@@ -245,15 +245,15 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 			nulls[j++] = true;
 
 		values[j++] = Int32GetDatum(s->blocked_direct);
-		values[j++] = Int32GetDatum(s->blocked_total);
+		values[j++] = Int32GetDatum(s->facts.blocked_total);
 		{
 			Datum	   *pids = (Datum *) palloc(sizeof(Datum) *
-												Max(s->blocked_total, 1));
+												Max(s->facts.blocked_total, 1));
 			int			k;
 
-			for (k = 0; k < s->blocked_total; k++)
+			for (k = 0; k < s->facts.blocked_total; k++)
 				pids[k] = Int32GetDatum(s->blocked_pids[k]);
-			values[j++] = PointerGetDatum(construct_array(pids, s->blocked_total,
+			values[j++] = PointerGetDatum(construct_array(pids, s->facts.blocked_total,
 														  INT4OID, sizeof(int32),
 														  true, TYPALIGN_INT));
 		}
@@ -307,7 +307,7 @@ ig_report(FunctionCallInfo fcinfo, int ncols)
 			values[j++] = BoolGetDatum(enforced);
 		}
 		if (ncols >= IDLE_GUARD_REPORT_COLS_V1_5)
-			ig_put_link(values, nulls, &j, s->link);
+			ig_put_link(values, nulls, &j, s->facts.link);
 
 		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

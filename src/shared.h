@@ -75,7 +75,8 @@ typedef struct IgSessionPolicy
 typedef struct IgEpisodeMemory
 {
 	IgEpisodeKey key;			/* the episode */
-	IgVerdict	done;			/* IG_VERDICT_NONE, IG_VERDICT_REPORT or IG_VERDICT_TERMINATE */
+	IgVerdict	done;			/* IG_VERDICT_NONE, IG_VERDICT_REPORT or
+								 * IG_VERDICT_TERMINATE */
 } IgEpisodeMemory;
 
 /* One backend's published policy; see session_policy.c */
@@ -151,7 +152,7 @@ typedef struct IgHistoryEntry
 	int			locks_held;
 	int			blocked_total;
 	IgRule		rule;
-	IgOutcome action;
+	IgOutcome	action;
 	Oid			dbid;			/* for a name not known when recorded */
 	uint32		flags;			/* IG_HIST_GID_KNOWN; in the word that keeps
 								 * the 1.3 entry size (see persist.c) */

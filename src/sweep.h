@@ -89,17 +89,15 @@ typedef struct IgReplay
 } IgReplay;
 
 /*
- * Everything the pipeline learns about one silent client backend.  Filled
- * by backends.c (status), locks.c (locks and waiters) and pipeline.c
- * (exemption and decision).
+ * Everything the pipeline learns about one silent client backend, each fact
+ * in one place.  Filled by backends.c (status), link.c (its client), locks.c
+ * (locks and waiters) and pipeline.c (policy, exemption and decision).
  */
 typedef struct IgSession
 {
 	IgEpisodeKey key;			/* pid, process start, state start, lxid; for
 								 * a prepared transaction: 0, 0, 0, xid */
 	IgReason	reason;			/* the shape of its silence */
-	TimestampTz silent_since;	/* start of the silence, or its first
-								 * observation (see observe.c) */
 	int			procno;			/* index in ProcGlobal->allProcs */
 	Oid			userid;			/* a prepared transaction's owner */
 	Oid			dbid;
@@ -114,17 +112,14 @@ typedef struct IgSession
 	char		appname[NAMEDATALEN];
 	SockAddr	clientaddr;
 
-	/* link.c */
-	IgLink		link;			/* what its client's socket shows */
+	/* link.c (and facts.link) */
 	IgTcpFacts	tcp;			/* the evidence, for a TCP client */
 
-	/* locks.c */
-	bool		holds_known;	/* true once holds_locks is certain */
-	bool		holds_locks;
+	/* locks.c (and facts.holds_locks, facts.blocked_total) */
+	bool		holds_known;	/* true once facts.holds_locks is certain */
 	int			locks_held;		/* pg_locks rows, but its own xid/vxid */
 	int			strongest_mode; /* NoLock if none */
 	int			blocked_direct;
-	int			blocked_total;
 	int		   *blocked_pids;	/* transitive waiters, sorted; palloc'd */
 	bool		blocks_replay;	/* WAL replay is among its waiters */
 	const IgReplay *replay;		/* the sweep's view of WAL replay */
@@ -135,8 +130,15 @@ typedef struct IgSession
 	/* pipeline.c */
 	IgPolicy	policy;			/* the policy that applies to it */
 	IgPolicySource policy_source;	/* most specific source among its values */
-	IgFacts		facts;
 	IgDecision	decision;
+
+	/*
+	 * What the decision looks at, written in place by the stages: the start
+	 * of the silence (backends.c, prepared.c, or its first observation in
+	 * observe.c), the link (link.c), whether it holds locks and how many wait
+	 * on it (locks.c), exemption and the last ACK (pipeline.c).
+	 */
+	IgFacts		facts;
 } IgSession;
 
 /* One pass of the pipeline: every silent session found */

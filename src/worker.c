@@ -177,7 +177,7 @@ ig_sweep(void)
 		IgDecision *d = &s->decision;
 		IgEpisodeMemory *ep;
 
-		if (!s->holds_locks)
+		if (!s->facts.holds_locks)
 			continue;
 		guarded++;
 		ep = ig_episode_for(s);

@@ -41,7 +41,7 @@ typedef struct PolicyCase
 	/* expected */
 	IgRule		rule;
 	int			deadline_ms;	/* after the start of silence; NEVER = 0 */
-	IgAction	act;
+	IgVerdict	act;
 	bool		due;
 	int			wake_ms;		/* after the start of silence; NEVER = 0 */
 	bool		poll;
@@ -55,102 +55,102 @@ static const PolicyCase cases[] = {
 	{
 		"no lock: never a candidate",
 		IG_ACTION_TERMINATE, 1000, 5000, 60000, false, 3, false,
-		IG_RULE_NONE, NEVER, IG_DO_NONE, false, NEVER, false
+		IG_RULE_NONE, NEVER, IG_VERDICT_NONE, false, NEVER, false
 	},
 	{
 		"blocking, before blocking deadline",
 		IG_ACTION_TERMINATE, 1000, 5000, 500, true, 1, false,
-		IG_RULE_BLOCKING, 1000, IG_DO_TERMINATE, false, 1000, false
+		IG_RULE_BLOCKING, 1000, IG_VERDICT_TERMINATE, false, 1000, false
 	},
 	{
 		"blocking, at blocking deadline: due",
 		IG_ACTION_TERMINATE, 1000, 5000, 1000, true, 1, false,
-		IG_RULE_BLOCKING, 1000, IG_DO_TERMINATE, true, NEVER, false
+		IG_RULE_BLOCKING, 1000, IG_VERDICT_TERMINATE, true, NEVER, false
 	},
 	{
 		"blocking, 1 ms before the deadline: not due",
 		IG_ACTION_TERMINATE, 1000, 5000, 999, true, 1, false,
-		IG_RULE_BLOCKING, 1000, IG_DO_TERMINATE, false, 1000, false
+		IG_RULE_BLOCKING, 1000, IG_VERDICT_TERMINATE, false, 1000, false
 	},
 	{
 		"not blocking, before blocking deadline: wake at it",
 		IG_ACTION_TERMINATE, 1000, 5000, 200, true, 0, false,
-		IG_RULE_IDLE, 5000, IG_DO_TERMINATE, false, 1000, false
+		IG_RULE_IDLE, 5000, IG_VERDICT_TERMINATE, false, 1000, false
 	},
 	{
 		"not blocking, past blocking deadline: poll for waiters",
 		IG_ACTION_TERMINATE, 1000, 5000, 2000, true, 0, false,
-		IG_RULE_IDLE, 5000, IG_DO_TERMINATE, false, 5000, true
+		IG_RULE_IDLE, 5000, IG_VERDICT_TERMINATE, false, 5000, true
 	},
 	{
 		"not blocking, past idle deadline: due by idle",
 		IG_ACTION_TERMINATE, 1000, 5000, 5000, true, 0, false,
-		IG_RULE_IDLE, 5000, IG_DO_TERMINATE, true, NEVER, false
+		IG_RULE_IDLE, 5000, IG_VERDICT_TERMINATE, true, NEVER, false
 	},
 	{
 		"blocking and idle both passed: blocking is the earlier rule",
 		IG_ACTION_TERMINATE, 1000, 5000, 9000, true, 2, false,
-		IG_RULE_BLOCKING, 1000, IG_DO_TERMINATE, true, NEVER, false
+		IG_RULE_BLOCKING, 1000, IG_VERDICT_TERMINATE, true, NEVER, false
 	},
 	{
 		"idle shorter than blocking: idle wins even when blocking",
 		IG_ACTION_TERMINATE, 8000, 3000, 100, true, 1, false,
-		IG_RULE_IDLE, 3000, IG_DO_TERMINATE, false, 3000, false
+		IG_RULE_IDLE, 3000, IG_VERDICT_TERMINATE, false, 3000, false
 	},
 	{
 		"equal deadlines: blocking named",
 		IG_ACTION_TERMINATE, 3000, 3000, 3000, true, 1, false,
-		IG_RULE_BLOCKING, 3000, IG_DO_TERMINATE, true, NEVER, false
+		IG_RULE_BLOCKING, 3000, IG_VERDICT_TERMINATE, true, NEVER, false
 	},
 	{
 		"blocking_timeout 0: blocking rule disabled",
 		IG_ACTION_TERMINATE, 0, 5000, 2000, true, 4, false,
-		IG_RULE_IDLE, 5000, IG_DO_TERMINATE, false, 5000, false
+		IG_RULE_IDLE, 5000, IG_VERDICT_TERMINATE, false, 5000, false
 	},
 	{
 		"idle_timeout 0, not blocking: no rule yet, wake at blocking deadline",
 		IG_ACTION_TERMINATE, 1000, 0, 100, true, 0, false,
-		IG_RULE_NONE, NEVER, IG_DO_NONE, false, 1000, false
+		IG_RULE_NONE, NEVER, IG_VERDICT_NONE, false, 1000, false
 	},
 	{
 		"idle_timeout 0, not blocking, past blocking deadline: poll",
 		IG_ACTION_TERMINATE, 1000, 0, 100000, true, 0, false,
-		IG_RULE_NONE, NEVER, IG_DO_NONE, false, NEVER, true
+		IG_RULE_NONE, NEVER, IG_VERDICT_NONE, false, NEVER, true
 	},
 	{
 		"both timeouts 0: nothing ever",
 		IG_ACTION_TERMINATE, 0, 0, 100000, true, 9, false,
-		IG_RULE_NONE, NEVER, IG_DO_NONE, false, NEVER, false
+		IG_RULE_NONE, NEVER, IG_VERDICT_NONE, false, NEVER, false
 	},
 	{
 		"report mode: same rule, action report",
 		IG_ACTION_REPORT, 1000, 5000, 1500, true, 1, false,
-		IG_RULE_BLOCKING, 1000, IG_DO_REPORT, true, NEVER, false
+		IG_RULE_BLOCKING, 1000, IG_VERDICT_REPORT, true, NEVER, false
 	},
 	{
 		"off: rule shown, action none, no wake",
 		IG_ACTION_OFF, 1000, 5000, 500, true, 1, false,
-		IG_RULE_BLOCKING, 1000, IG_DO_NONE, false, NEVER, false
+		IG_RULE_BLOCKING, 1000, IG_VERDICT_NONE, false, NEVER, false
 	},
 	{
 		"exempt: action exempt, due but never woken for",
 		IG_ACTION_TERMINATE, 1000, 5000, 1500, true, 1, true,
-		IG_RULE_BLOCKING, 1000, IG_DO_EXEMPT, true, NEVER, false
+		IG_RULE_BLOCKING, 1000, IG_VERDICT_EXEMPT, true, NEVER, false
 	},
 	{
 		"exempt before deadline: no wake",
 		IG_ACTION_TERMINATE, 1000, 5000, 10, true, 0, true,
-		IG_RULE_IDLE, 5000, IG_DO_EXEMPT, false, NEVER, false
+		IG_RULE_IDLE, 5000, IG_VERDICT_EXEMPT, false, NEVER, false
 	},
 	{
 		"exempt with no rule: action none",
 		IG_ACTION_TERMINATE, 0, 0, 10, true, 1, true,
-		IG_RULE_NONE, NEVER, IG_DO_NONE, false, NEVER, false
+		IG_RULE_NONE, NEVER, IG_VERDICT_NONE, false, NEVER, false
 	},
 	{
 		"very long timeouts do not overflow",
 		IG_ACTION_TERMINATE, 2147483647, 2147483647, 1, true, 1, false,
-		IG_RULE_BLOCKING, 2147483647, IG_DO_TERMINATE, false, 2147483647, false
+		IG_RULE_BLOCKING, 2147483647, IG_VERDICT_TERMINATE, false, 2147483647, false
 	},
 };
 
@@ -229,7 +229,7 @@ test_decide_observed(void)
 	facts.blocked_total = 1;
 	idle_guard_decide(&policy, &facts, NOW, &d);
 	check(d.due && !d.needs_poll, "observed", "due: no poll");
-	check(d.rule == IG_RULE_BLOCKING && d.action == IG_DO_TERMINATE,
+	check(d.rule == IG_RULE_BLOCKING && d.action == IG_VERDICT_TERMINATE,
 		  "observed", "blocking rule as for any silence");
 
 	facts.silent_since = NOW - MS(200);
@@ -267,7 +267,7 @@ test_decide_unreachable(void)
 	facts.unreachable_since = NOW - MS(6000);
 	idle_guard_decide(&policy, &facts, NOW, &d);
 	check(d.rule == IG_RULE_UNREACHABLE && d.due &&
-		  d.action == IG_DO_TERMINATE, "unreachable",
+		  d.action == IG_VERDICT_TERMINATE, "unreachable",
 		  "due unreachable_timeout after the last ACK, nobody waiting");
 	check(d.deadline == NOW - MS(1000), "unreachable", "deadline");
 
@@ -584,11 +584,11 @@ test_helpers(void)
 	check(idle_guard_shorter_timeout(500, 0) == 500, "helpers", "second disabled");
 	check(idle_guard_shorter_timeout(300, 500) == 300, "helpers", "shorter first");
 	check(idle_guard_shorter_timeout(500, 300) == 300, "helpers", "shorter second");
-	check(idle_guard_policy_action(IG_ACTION_OFF) == IG_DO_NONE,
+	check(idle_guard_policy_verdict(IG_ACTION_OFF) == IG_VERDICT_NONE,
 		  "helpers", "off does nothing");
-	check(idle_guard_policy_action(IG_ACTION_REPORT) == IG_DO_REPORT,
+	check(idle_guard_policy_verdict(IG_ACTION_REPORT) == IG_VERDICT_REPORT,
 		  "helpers", "report reports");
-	check(idle_guard_policy_action(IG_ACTION_TERMINATE) == IG_DO_TERMINATE,
+	check(idle_guard_policy_verdict(IG_ACTION_TERMINATE) == IG_VERDICT_TERMINATE,
 		  "helpers", "terminate terminates");
 }
 
@@ -601,9 +601,9 @@ test_names(void)
 	check(strcmp(idle_guard_rule_name(IG_RULE_IDLE), "idle") == 0,
 		  "names", "idle");
 	check(idle_guard_rule_name(IG_RULE_NONE) == NULL, "names", "none");
-	check(strcmp(idle_guard_action_name(IG_DO_EXEMPT), "exempt") == 0,
+	check(strcmp(idle_guard_verdict_name(IG_VERDICT_EXEMPT), "exempt") == 0,
 		  "names", "exempt");
-	check(strcmp(idle_guard_action_name(IG_DO_NONE), "none") == 0,
+	check(strcmp(idle_guard_verdict_name(IG_VERDICT_NONE), "none") == 0,
 		  "names", "none action");
 	check(strcmp(idle_guard_reason_name(IG_REASON_IDLE_XACT),
 				 "idle in transaction") == 0, "names", "idle in transaction");
