@@ -4,7 +4,9 @@
 # Run every test:      make installcheck  (starts its own temporary servers;
 #                      make -k runs every suite even if one fails; the server
 #                      refuses to run as root: bash scripts/test.sh does it all)
-# Static analysis:     make lint          (cppcheck, clang-tidy; -k runs both)
+# Static analysis:     make lint          (cppcheck, clang-tidy, pgindent,
+#                      shellcheck, the file map, TAP warnings; -k runs all)
+# Reindent:            make indent        (pgindent, PostgreSQL's layout)
 # Sanitizers:          make sanitize      (test/sanitize.sh, PostgreSQL 18)
 # Soak:                make soak [DURATION=SECONDS]   (test/soak/soak.sh)
 # PGXN release:        make dist          (idle_guard-VERSION.zip of HEAD)
@@ -118,8 +120,9 @@ TIDY_CHECKS = -*,clang-analyzer-*,bugprone-*,-bugprone-easily-swappable-paramete
 	-bugprone-assignment-in-if-condition,$\
 	-bugprone-implicit-widening-of-multiplication-result,$\
 	-clang-analyzer-security.insecureAPI.*
-.PHONY: lint lint-cppcheck lint-clang-tidy sanitize soak dist
-lint: lint-cppcheck lint-clang-tidy
+.PHONY: lint lint-cppcheck lint-clang-tidy lint-indent lint-shell lint-layers \
+	lint-tap indent sanitize soak dist
+lint: lint-cppcheck lint-clang-tidy lint-indent lint-shell lint-layers lint-tap
 
 lint-cppcheck:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
@@ -134,6 +137,34 @@ lint-clang-tidy:
 		-I src -I $(includedir_server) -I $(dir $(includedir_server))internal \
 		-D_GNU_SOURCE -DIDLE_GUARD_VERSION='"$(IDLE_GUARD_VERSION)"' 2>&1 | \
 		{ grep -v '^[0-9]* warnings\? generated\.$$' || true; }
+
+# pgindent, PostgreSQL's own layout, with a typedefs list read from the
+# sources (test/pgindent.sh builds the tools from the 16.2 source tarball):
+# lint-indent shows what it would change and fails; indent applies it.
+lint-indent:
+	bash $(srcdir)/test/pgindent.sh --check
+
+indent:
+	bash $(srcdir)/test/pgindent.sh
+
+# Every shell script, with the checks shellcheck enables by default
+SHELL_SCRIPTS = $(wildcard $(srcdir)/scripts/*.sh $(srcdir)/test/*.sh \
+	$(srcdir)/test/soak/*.sh) $(srcdir)/.ci/run \
+	$(srcdir)/debian/tests/installcheck $(srcdir)/debian/tests/tap
+lint-shell:
+	shellcheck -x -P SCRIPTDIR -P $(srcdir) $(SHELL_SCRIPTS)
+
+# src/ against the file map of docs/design.md: layers, includes, calls,
+# no cycle (needs the objects)
+lint-layers: all
+	perl $(srcdir)/test/layers.pl $(srcdir)/docs/design.md $(srcdir)/src
+
+# Every TAP file and module turns warnings into failures
+lint-tap:
+	@missing=$$(grep -L "^use warnings FATAL => 'all';" $(srcdir)/t/*.pl $(srcdir)/t/*.pm); \
+	if [ -n "$$missing" ]; then \
+		echo "without use warnings FATAL => 'all': $$missing"; exit 1; \
+	fi
 
 # The suite again, idle_guard built with ASan and UBSan, against the
 # assert-enabled PostgreSQL 18 of scripts/pg.sh --assert 18; any report fails.

@@ -5,7 +5,7 @@
 # session's own update is rolled back.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -10,7 +10,7 @@
 # and is terminated too.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

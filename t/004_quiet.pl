@@ -13,7 +13,7 @@
 # advancing, so that it cannot pass because nobody looked.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -13,7 +13,7 @@
 # itself 'pg_dump' is not exempt (application_name is the client's choice).
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -12,7 +12,7 @@
 # 'none'; switching back to terminate acts on the session at once.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

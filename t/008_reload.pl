@@ -13,7 +13,7 @@
 # sweeps advancing) and acting with the previous values.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

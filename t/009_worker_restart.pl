@@ -9,7 +9,7 @@
 # report says its action is not enforced.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -10,7 +10,7 @@
 # terminated, so the worker is seen to act.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -13,7 +13,7 @@
 #  - idle_guard_reset() clears them, and is refused to a plain user.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -24,7 +24,7 @@
 # (stats_reset, idle_guard_reset()).
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

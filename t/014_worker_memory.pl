@@ -9,7 +9,7 @@
 # than a small allowance.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

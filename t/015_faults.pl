@@ -18,7 +18,7 @@
 #    the other sessions are untouched.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -21,7 +21,7 @@
 #    signalled); bystanders, the worker and the postmaster are untouched.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -19,7 +19,7 @@
 #	   blocking_timeout.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

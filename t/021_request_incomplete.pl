@@ -23,7 +23,7 @@
 #	   never touched, after sweeps past idle_timeout.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -20,7 +20,7 @@
 #	   that has been committed leaves the report.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

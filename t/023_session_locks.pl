@@ -20,7 +20,7 @@
 #	   is never terminated (action exempt).
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

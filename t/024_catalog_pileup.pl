@@ -22,7 +22,7 @@
 #	  names the roles and the database again.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

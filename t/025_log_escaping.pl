@@ -31,7 +31,7 @@
 # action recorded in the history.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

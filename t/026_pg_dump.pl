@@ -18,7 +18,7 @@
 #	   silent transaction with a waiter, is terminated like any other.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -25,7 +25,7 @@
 #	   the episode once.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -14,7 +14,7 @@
 #	  a DBA reads PostgreSQL's words, not a note left for the first.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -19,7 +19,7 @@
 # also deleted on exit.  Every wait is bounded.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -21,7 +21,7 @@
 # wait is bounded.
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use FindBin;
 use lib $FindBin::RealBin;

@@ -23,7 +23,7 @@
 package IdleGuardTest;
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use Exporter 'import';
 use IgWire;

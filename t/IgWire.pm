@@ -37,7 +37,7 @@
 package IgWire;
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use Carp;
 use IO::Select;
