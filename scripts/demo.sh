@@ -67,10 +67,9 @@ BUILD_DIR=$(mktemp -d /tmp/idle_guard_demo_build.XXXXXX)
 DEMO_DIR=$(mktemp -d /tmp/idle_guard_demo.XXXXXX)
 BG_PIDS=() # background psql processes
 
+# shellcheck disable=SC2317 # called at exit (ig_on_exit)
 cleanup() {
-	local status=$? pid
-	trap - EXIT INT TERM
-	set +e
+	local status=$IG_EXIT_STATUS pid
 	exec 7>&- # EOF for the forgetful client
 	kill -TERM "${BG_PIDS[@]}" 2>/dev/null
 	ig_stop_servers_under "$DEMO_DIR" "$PG_CONFIG" >/dev/null
@@ -86,11 +85,8 @@ cleanup() {
 		rm -rf "$DEMO_DIR" "$BUILD_DIR"
 	fi
 	if [ "$status" -eq 0 ]; then ig_say "done"; else ig_warn "FAILED (exit status $status)"; fi
-	exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+ig_on_exit cleanup
 
 heading() { printf '\n=== %s ===\n\n' "$*"; }
 

@@ -26,6 +26,38 @@ ig_die() { printf '%s: ERROR: %s\n' "$IG_LOG_PREFIX" "$*" >&2; exit 1; }
 ig_is_root() { [ "$(id -u)" -eq 0 ]; }
 ig_repo_root() { (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P); }
 
+# ig_on_exit CMD [ARG...]: run CMD at this shell's exit, however it ends
+# (done, failed, interrupted: INT and TERM exit 130 and 143), after every
+# command registered later; each runs even if another fails, and the exit
+# status is kept.  The one cleanup trap of every script.  CMD's arguments
+# are taken as they are now; for a value known only later, register a
+# function that reads it (IG_EXIT_STATUS holds the exit status then).  A
+# subshell starts its own list.
+IG_EXIT_CMDS=()
+IG_EXIT_OWNER=
+ig_on_exit() {
+	local cmd
+	printf -v cmd '%q ' "$@"
+	if [ "$IG_EXIT_OWNER" != "$BASHPID" ]; then
+		IG_EXIT_OWNER=$BASHPID IG_EXIT_CMDS=()
+		trap ig_run_exit EXIT
+		trap 'exit 130' INT
+		trap 'exit 143' TERM
+	fi
+	IG_EXIT_CMDS=("$cmd" "${IG_EXIT_CMDS[@]}")
+}
+# shellcheck disable=SC2317 # called by the EXIT trap
+ig_run_exit() {
+	local rc=$? cmd
+	trap - EXIT
+	set +e
+	# shellcheck disable=SC2034 # read by the functions registered
+	IG_EXIT_STATUS=$rc
+	for cmd in "${IG_EXIT_CMDS[@]}"; do eval "$cmd"; done
+	IG_EXIT_CMDS=()
+	exit "$rc"
+}
+
 # ig_pg_config: $PG_CONFIG (default: this Debian release's major) if it can
 # be run, or die.
 ig_pg_config() {
@@ -161,6 +193,7 @@ ig_distro_major() {
 # time do not disturb each other.  The root is switched with pivot_root, not
 # chroot: a process under chroot may not create a user namespace, which the
 # network tests (t/032) do to get a network namespace of their own.
+# shellcheck disable=SC2016,SC2034 # the script is sh's; IG_IN is the result
 ig_chroot_prefix() {
 	IG_IN=(unshare --mount --propagation private -- sh -c 'r=$1; shift
 		mount --bind "$r" "$r" &&

@@ -97,7 +97,7 @@ release_commit() {
 mkdir -p "$ROOT/tmp"
 WORK=$(mktemp -d "$ROOT/tmp/idle_guard_package.XXXXXX")
 chmod 755 "$WORK" # lintian runs as nobody
-trap 'rm -rf "$WORK"' EXIT
+ig_on_exit rm -rf "$WORK"
 TREE=$WORK/tree
 
 # The tree: the working tree, or REF's
@@ -132,6 +132,7 @@ tar -C "$WORK" --exclude="idle-guard-$UPSTREAM/debian" -czf "$WORK/idle-guard_$U
 D=${SRC#"$ROOT"}
 ig_say "building idle-guard $DEB_VERSION for PostgreSQL $MAJOR${ROOT:+ in $ROOT}"
 t0=$SECONDS
+# shellcheck disable=SC2016 # expanded by that sh
 if ! "${IN[@]}" sh -c 'cd "$1" && PG_SUPPORTED_VERSIONS=$2 pg_buildext updatecontrol &&
 	PG_SUPPORTED_VERSIONS=$2 DEB_BUILD_OPTIONS=nocheck timeout -k 10 1200 dpkg-buildpackage -us -uc' \
 	sh "$D" "$MAJOR" >"$WORK/build.log" 2>&1; then
@@ -145,6 +146,7 @@ CHANGES=idle-guard_${DEB_VERSION}_$("${IN[@]}" dpkg --print-architecture).change
 # release built for, which Debian 13's and sid's lintian call out of date.
 ig_say "lintian -I --pedantic $CHANGES"
 lintian_rc=0
+# shellcheck disable=SC2016 # expanded by that sh
 "${IN[@]}" sh -c 'cd "$1" && runuser -u nobody -- lintian -I --pedantic --fail-on error,warning,info \
 	--suppress-tags out-of-date-standards-version "$2"' \
 	sh "${WORK#"$ROOT"}" "$CHANGES" >"$WORK/lintian.txt" 2>&1 || lintian_rc=$?

@@ -98,9 +98,9 @@ build() {
 # from_source NAME: the tree of the tarball or Debian source package, built.
 from_source() {
 	local name=$1 tarball apt
-	WORK=$(mktemp -d /tmp/idle_guard_pg.XXXXXX) # global: the EXIT trap needs it
+	WORK=$(mktemp -d /tmp/idle_guard_pg.XXXXXX)
 	LOG=$WORK/log
-	trap 'rm -rf "$WORK"' EXIT
+	ig_on_exit rm -rf "$WORK"
 	bash "$SCRIPTS/setup.sh" --only bison flex gcc libc6-dev make perl libipc-run-perl bzip2 xz-utils pkg-config
 	if [ "$MODE" = assert ]; then
 		apt=$WORK/apt
@@ -110,7 +110,7 @@ from_source() {
 			-o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root)
 		run 600 "sid's source index (private apt state)" apt-get -q "${o[@]}" update
 		(cd "$WORK/dl" && run 600 "source package postgresql-$ARG" apt-get -q "${o[@]}" source --download-only "postgresql-$ARG")
-		tarball=$(ls "$WORK/dl"/postgresql-"$ARG"_*.orig.tar.*)
+		tarball=$(ls "$WORK/dl/postgresql-${ARG}"_*.orig.tar.*)
 	else
 		tarball=$ARG
 		checksum "$tarball"

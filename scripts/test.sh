@@ -66,13 +66,12 @@ unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGOPTIONS PGDATA
 mkdir -p "$ROOT/tmp"
 HOST_DIR=$(mktemp -d "$ROOT/tmp/idle_guard_test.XXXXXX")
 DIR=${HOST_DIR#"$ROOT"} # the same, as seen where the major lives
+# shellcheck disable=SC2317 # called at exit (ig_on_exit)
 cleanup() {
 	[ -n "$ROOT" ] || ig_stop_servers_under "$DIR" "$PG_CONFIG"
 	if [ "$KEEP" -eq 1 ]; then ig_say "kept $HOST_DIR"; else rm -rf "$HOST_DIR"; fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+ig_on_exit cleanup
 
 ig_copy_source "$(ig_repo_root)" "$HOST_DIR"
 for goal in all install; do

@@ -45,7 +45,7 @@ perl -MJSON::PP -e '
 ' "$REPO/META.json" "$want" "$REPO"
 
 WORK=$(mktemp -d /tmp/idle_guard_dist.XXXXXX)
-trap 'rm -rf "$WORK"; rm -f "$REPO/idle_guard-$want.zip"' EXIT
+ig_on_exit rm -rf "$WORK" "$REPO/idle_guard-$want.zip"
 make -C "$REPO" --no-print-directory PG_CONFIG="$PG_CONFIG" dist >/dev/null
 zip=$REPO/idle_guard-$want.zip
 ig_say "make dist: $(basename "$zip"), $(du -k "$zip" | cut -f1) kB, $(unzip -Z1 "$zip" | grep -vc '/$') files"

@@ -99,7 +99,9 @@ wait_for() {
 	done
 }
 
-SILENT= # the silent client's psql (global: the EXIT trap kills it)
+SILENT='' # the silent client's psql (global: stop_silent kills it)
+# shellcheck disable=SC2317 # called at exit (ig_on_exit)
+stop_silent() { [ -z "$SILENT" ] || kill "$SILENT" 2>/dev/null || true; }
 upgrade() {
 	local old=$1 new=$2 pkg major old_version new_version
 	pkg=$(dpkg-deb -f "$old" Package)
@@ -110,7 +112,9 @@ upgrade() {
 	BINDIR=/usr/lib/postgresql/$major/bin
 	DIR=$(mktemp -d /tmp/idle_guard_upgrade.XXXXXX)
 	ig_give_to_server_user "$DIR"
-	trap '[ -z "$SILENT" ] || kill "$SILENT" 2>/dev/null; ig_stop_servers_under "$DIR" "$BINDIR/pg_config"; rm -rf "$DIR"' EXIT
+	ig_on_exit rm -rf "$DIR"
+	ig_on_exit ig_stop_servers_under "$DIR" "$BINDIR/pg_config"
+	ig_on_exit stop_silent
 	ig_start_cluster "$DIR" "$BINDIR" 54340 "shared_preload_libraries = 'idle_guard'
 idle_guard.action = 'terminate'
 idle_guard.idle_timeout = '2s'
@@ -182,7 +186,7 @@ if [ "${1:-}" = --inside ]; then
 	inside "$@"
 	exit 0
 fi
-MAJOR= FROM= DEBS= TESTS=()
+MAJOR='' FROM='' DEBS='' TESTS=()
 while [ "$#" -gt 0 ]; do
 	case "$1" in
 	--pg) MAJOR=${2:-}; shift ;;
@@ -202,10 +206,10 @@ esac
 ROOT=$(mktemp -d "/var/tmp/idle_guard_$SUITE.XXXXXX")
 if [ -n "$DEBS" ]; then
 	OUT=$(cd "$DEBS" && pwd -P) || ig_die "--debs: no directory $DEBS"
-	trap 'rm -rf --one-file-system "$ROOT"' EXIT
+	ig_on_exit rm -rf --one-file-system "$ROOT"
 else
 	OUT=$(mktemp -d /var/tmp/idle_guard_packages.XXXXXX)
-	trap 'rm -rf --one-file-system "$ROOT" "$OUT"' EXIT
+	ig_on_exit rm -rf --one-file-system "$ROOT" "$OUT"
 	timed "scripts/package.sh --pg $MAJOR" bash "$HERE/../scripts/package.sh" --pg "$MAJOR" --out "$OUT"
 fi
 DEB=$(ls "$OUT"/postgresql-"$MAJOR"-idle-guard_*.deb 2>/dev/null || true)
@@ -213,7 +217,10 @@ DEB=$(ls "$OUT"/postgresql-"$MAJOR"-idle-guard_*.deb 2>/dev/null || true)
 VERSION=$(dpkg-deb -f "$DEB" Version)
 if [ -n "$FROM" ]; then
 	timed "scripts/package.sh --pg $MAJOR --ref $FROM" bash "$HERE/../scripts/package.sh" --pg "$MAJOR" --ref "$FROM" --out "$OUT"
-	OLD=$(ls "$OUT"/postgresql-"$MAJOR"-idle-guard_*.deb | grep -v -F "_${VERSION}_")
+	OLD=
+	for deb in "$OUT/postgresql-$MAJOR-idle-guard_"*.deb; do
+		case "$deb" in *"_${VERSION}_"*) ;; *) OLD=$deb ;; esac
+	done
 fi
 timed "a fresh $SUITE in $ROOT" ig_fresh_root "$SUITE" "$ROOT"
 if [ "$MAJOR" = 19 ]; then

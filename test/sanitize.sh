@@ -52,12 +52,11 @@ REPORT='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error: |AddressSani
 WORK=$(mktemp -d /tmp/idle_guard_sanitize.XXXXXX)
 chmod 755 "$WORK" # the server user reaches the copy and the logs
 BUILD=
+# shellcheck disable=SC2317 # called at exit (ig_on_exit)
 cleanup() {
 	if [ "$KEEP" -eq 1 ]; then ig_say "kept $WORK $BUILD"; else rm -rf "$WORK" "$BUILD"; fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+ig_on_exit cleanup
 failed=0
 fail() { ig_say "FAIL: $*"; failed=1; }
 

@@ -143,7 +143,7 @@ if [ -n "$IN_NETNS" ]; then
 	REPO=$(ig_repo_root)
 	PG_CONFIG=$(ig_pg_config)
 	BINDIR=$("$PG_CONFIG" --bindir)
-	trap 'ig_stop_servers_under "$RUN_DIR" "$PG_CONFIG"' EXIT
+	ig_on_exit ig_stop_servers_under "$RUN_DIR" "$PG_CONFIG"
 	rc=0
 	soak_run || rc=$?
 	exit "$rc"
@@ -153,6 +153,7 @@ BUILD_DIR=
 RUN_DIR=
 # cleanup: stop the server and remove the temporary directories (the run
 # directory stays with --keep).
+# shellcheck disable=SC2317 # called at exit (ig_on_exit)
 cleanup() {
 	[ -n "$RUN_DIR" ] && ig_stop_servers_under "$RUN_DIR" "$PG_CONFIG"
 	[ -n "$BUILD_DIR" ] && rm -rf "$BUILD_DIR"
@@ -162,7 +163,7 @@ cleanup() {
 		rm -rf "$RUN_DIR"
 	fi
 }
-trap cleanup EXIT
+ig_on_exit cleanup
 
 # Install what is missing (the soak's driver needs psycopg2 besides what
 # the benchmarks need), build and install idle_guard, make the run
