@@ -210,9 +210,11 @@ ig_rule_applies(const IgRuleInfo *rule, const IgFacts *facts)
  * whether it may be terminated.  A prepared transaction has no backend to
  * signal: it is reported at most, by the blocking rule or once it has been
  * prepared for prepared_timeout.  A session lock held between transactions
- * is often deliberate (leader election, job queues): only the blocking
- * rule applies to it, and it is terminated only when session_locks
- * allows.  Every other silence follows the policy as it is.
+ * is often deliberate (leader election, job queues): the idle rule does
+ * not apply to it (the blocking rule does, and the unreachable one, since
+ * a client that is gone will never release it), and it is terminated only
+ * when session_locks allows.  Every other silence follows the policy as
+ * it is.
  */
 void
 idle_guard_policy_for_reason(const IgPolicy *policy, IgReason reason,

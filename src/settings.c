@@ -106,7 +106,7 @@ idle_guard_define_settings(void)
 
 	DefineCustomIntVariable("idle_guard.prepared_timeout",
 							"How long a prepared transaction may hold locks before it is reported.",
-							"Counted from PREPARE TRANSACTION; 0 disables this rule.  idle_guard "
+							"Counted from when idle_guard first saw it; 0 disables this rule.  idle_guard "
 							"only reports prepared transactions, it never ends them.",
 							&idle_guard_prepared_timeout,
 							IG_DEFAULT_PREPARED_TIMEOUT_MS,

@@ -15,7 +15,7 @@
 #	   nobody waits on is reported once by the idle rule, not before 3s;
 #	   with prepared_timeout 0, never;
 #	d. a read-only prepared transaction holds no lock but its own xid.
-#	   An xid counts as holding locks (README, "Words"): it is listed,
+#	   An xid counts as holding locks (docs/design.md, "Words"): it is listed,
 #	   with locks_held 0 and nobody blocked; and a prepared transaction
 #	   that has been committed leaves the report.
 

@@ -82,7 +82,7 @@ sub replay_waits_on
 }
 
 # show($sql): print what psql shows for $sql on the standby, expanded, as
-# a note in the TAP output (the README's example comes from it).
+# a note in the TAP output (docs/design.md's example comes from it).
 sub show
 {
 	my ($sql) = @_;

@@ -150,7 +150,7 @@ SKIP:
 }
 
 #
-# f. One of each at once, for the README: the unreachable rule off, so
+# f. One of each at once, for docs/design.md: the unreachable rule off, so
 #    that the severed client stays.
 #
 $node->append_conf('postgresql.conf', "idle_guard.unreachable_timeout = 0\n");

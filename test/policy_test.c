@@ -426,8 +426,9 @@ test_classify_link(void)
 
 /*
  * The policy per reason: prepared transactions are reported at most and
- * timed by prepared_timeout; session locks only by the blocking rule, and
- * terminated only with session_locks on; every other reason as set.
+ * timed by prepared_timeout; session locks never by the idle rule (the
+ * blocking and unreachable rules apply), and terminated only with
+ * session_locks on; every other reason as set.
  */
 static void
 test_policy_for_reason(void)
@@ -461,7 +462,7 @@ test_policy_for_reason(void)
 	idle_guard_policy_for_reason(&base, IG_REASON_SESSION_LOCK, &out);
 	check(out.action == IG_ACTION_REPORT && out.idle_timeout_ms == 0 &&
 		  out.blocking_timeout_ms == 1000, "reason",
-		  "session lock, session_locks off: report, blocking rule only");
+		  "session lock, session_locks off: report, no idle rule");
 	base.session_locks = true;
 	idle_guard_policy_for_reason(&base, IG_REASON_SESSION_LOCK, &out);
 	check(out.action == IG_ACTION_TERMINATE && out.idle_timeout_ms == 0,
