@@ -44,9 +44,12 @@ DATA = idle_guard--1.0.sql idle_guard--1.0--1.1.sql idle_guard--1.1--1.2.sql \
 	idle_guard--1.4--1.5.sql
 PGFILEDESC = "idle_guard - end silent transactions that hold locks"
 
-# One source of truth for the version: the control file's default_version
+# The SQL API's version: the control file's default_version
 IDLE_GUARD_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" \
 	$(dir $(lastword $(MAKEFILE_LIST)))idle_guard.control)
+# The release, X.Y.Z: META.json's version (X.Y is default_version)
+IDLE_GUARD_RELEASE := $(shell sed -n 's/^ \{1,3\}"version": *"\([^"]*\)".*/\1/p' \
+	$(dir $(lastword $(MAKEFILE_LIST)))META.json | head -n 1)
 PG_CPPFLAGS = -I$(srcdir)/src -DIDLE_GUARD_VERSION='"$(IDLE_GUARD_VERSION)"'
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
@@ -177,9 +180,9 @@ soak:
 	bash test/soak/soak.sh $(if $(DURATION),--duration $(DURATION))
 
 # The PGXN release: the committed tree at HEAD, from git archive, as
-# idle_guard-X.Y.0.zip (META.json's version: the control file's, with a
+# idle_guard-X.Y.Z.zip (META.json's version: the control file's X.Y, with a
 # patch level).  test/dist_test.sh checks META.json and that the zip builds
 # and installs with PGXS alone.
-DIST = idle_guard-$(IDLE_GUARD_VERSION).0
+DIST = idle_guard-$(IDLE_GUARD_RELEASE)
 dist:
 	git -C $(srcdir) archive --format zip --prefix $(DIST)/ -o $(abspath $(DIST).zip) HEAD

@@ -255,6 +255,22 @@ ig_fresh_root() {
 # of the one on stdin), e.g. 1.5.
 ig_default_version() { sed -n "s/^default_version = '\(.*\)'/\1/p" "$@"; }
 
+# ig_meta_version [FILE]: the version of a META.json (or standard input),
+# the release's X.Y.Z: X.Y is the control file's default_version (the SQL
+# API), Z the patch level.
+ig_meta_version() { sed -n 's/^ \{1,3\}"version": *"\([^"]*\)".*/\1/p' "$@" | head -n 1; }
+
+# ig_release_version DIR: the release version of the tree in DIR: its
+# META.json's, or for a tree without one (1.4 and older) default_version
+# with patch level 0.
+ig_release_version() {
+	if [ -f "$1/META.json" ]; then
+		ig_meta_version "$1/META.json"
+	else
+		printf '%s.0\n' "$(ig_default_version "$1/idle_guard.control")"
+	fi
+}
+
 # ig_installed_package: the one installed postgresql-NN-idle-guard, or fail.
 ig_installed_package() {
 	local pkgs

@@ -7,7 +7,7 @@
 #   --pg MAJOR   15 (Debian 12's packages), 17 (trixie), 18 (sid) or 19
 #                (experimental), where scripts/pg.sh provides them: the
 #                host's own major here, the others in its chroots
-#   --ref REF    build the tree of this git commit or tag (e.g. v1.4)
+#   --ref REF    build the tree of this git commit or tag (e.g. v1.5)
 #                instead of the working tree; a tree without debian/ gets
 #                this one's, its changelog cut to that release
 #   --out DIR    where the packages go (default IG_PACKAGE_DIR, else
@@ -77,13 +77,19 @@ else
 	bash "$SCRIPTS/setup.sh" $BUILD_TOOLS >&2
 fi
 
-# release_commit vX.Y: without the tag (a clone that did not fetch tags),
-# the last commit whose idle_guard.control has default_version X.Y.
+# release_commit vX.Y[.Z]: without the tag (a clone that did not fetch
+# tags), the last commit of release X.Y.Z (X.Y: X.Y.0), by its META.json's
+# version, or before there was one, its control file's default_version.
 release_commit() {
 	local want=${1#v} c version newer=
-	[[ "$want" =~ ^[0-9]+\.[0-9]+$ ]] || return 1
-	for c in $(git -C "$REPO" log --format=%H HEAD -- idle_guard.control); do
-		version=$(git -C "$REPO" show "$c:idle_guard.control" | ig_default_version)
+	[[ "$want" =~ ^[0-9]+\.[0-9]+(\.[0-9]+)?$ ]] || return 1
+	[[ "$want" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || want=$want.0
+	for c in $(git -C "$REPO" log --format=%H HEAD -- idle_guard.control META.json); do
+		if git -C "$REPO" cat-file -e "$c:META.json" 2>/dev/null; then
+			version=$(git -C "$REPO" show "$c:META.json" | ig_meta_version)
+		else
+			version=$(git -C "$REPO" show "$c:idle_guard.control" | ig_default_version).0
+		fi
 		if [ "$version" = "$want" ]; then
 			# the release ends where the next change of the control file begins
 			if [ -n "$newer" ]; then git -C "$REPO" rev-parse "$newer^"; else git -C "$REPO" rev-parse HEAD; fi
@@ -112,7 +118,9 @@ else
 fi
 EXT_VERSION=$(ig_default_version "$TREE/idle_guard.control")
 [[ "$EXT_VERSION" =~ ^[0-9]+\.[0-9]+$ ]] || ig_die "idle_guard.control: no default_version MAJOR.MINOR"
-UPSTREAM=$EXT_VERSION.0 # the release's semantic version, as in META.json
+UPSTREAM=$(ig_release_version "$TREE") # the release, X.Y.Z, as in META.json
+[[ "$UPSTREAM" =~ ^${EXT_VERSION//./\\.}\.[0-9]+$ ]] ||
+	ig_die "META.json's version $UPSTREAM is not default_version $EXT_VERSION with a patch level"
 if [ ! -d "$TREE/debian" ]; then
 	# an older release: this tree's packaging, its changelog from that release down
 	cp -a "$REPO/debian" "$TREE/debian"
@@ -123,7 +131,7 @@ if [ ! -d "$TREE/debian" ]; then
 fi
 DEB_VERSION=$(dpkg-parsechangelog -l "$TREE/debian/changelog" -S Version)
 [ "${DEB_VERSION%-*}" = "$UPSTREAM" ] ||
-	ig_die "debian/changelog is at $DEB_VERSION, idle_guard.control at $EXT_VERSION (expected $UPSTREAM-N)"
+	ig_die "debian/changelog is at $DEB_VERSION, the release at $UPSTREAM (expected $UPSTREAM-N)"
 SRC=$WORK/idle-guard-$UPSTREAM
 mv "$TREE" "$SRC"
 tar -C "$WORK" --exclude="idle-guard-$UPSTREAM/debian" -czf "$WORK/idle-guard_$UPSTREAM.orig.tar.gz" "idle-guard-$UPSTREAM"

@@ -120,9 +120,8 @@ typedef struct IgRecord
 	IgWaiterRecord waiters[IG_RECORD_MAX_WAITERS];
 	IgPolicy	policy;
 	IgPolicySource policy_source;
-	/* added in state-file format 4 (1.4); see persist.c */
 	IgRecordStandby standby;
-	/* added in state-file format 5 (1.5): the client link and its evidence */
+	/* the client link and its evidence */
 	IgLink		link;
 	IgTcpFacts	tcp;
 } IgRecord;
@@ -154,8 +153,7 @@ typedef struct IgHistoryEntry
 	IgRule		rule;
 	IgOutcome	action;
 	Oid			dbid;			/* for a name not known when recorded */
-	uint32		flags;			/* IG_HIST_GID_KNOWN; in the word that keeps
-								 * the 1.3 entry size (see persist.c) */
+	uint32		flags;			/* IG_HIST_GID_KNOWN */
 	char		detail[128];
 	IgReason	reason;
 	char		gid[GIDSIZE];	/* "" unless a prepared transaction */

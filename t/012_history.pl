@@ -187,6 +187,22 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM idle_guard_history()'),
 	'0', 'and history starts empty');
 ok(!-f $file, 'the file is removed once read');
 
+# A file written for another PostgreSQL major (its header's pg_major, after
+# the 1.5 header's 56 bytes) is discarded before its entries are read.
+$node->stop;
+ok(-f $file, 'a clean shutdown writes the state file, empty history or not');
+open($fh, '+<', $file) or die "could not open $file: $!";
+binmode $fh;
+seek($fh, 56, 0);
+print $fh pack('V', 99);
+close($fh);
+$offset = -s $node->logfile;
+$node->start;
+$node->wait_for_log(
+	qr/idle_guard: ignoring file "pg_stat\/idle_guard.stat"\n.*DETAIL:  The file was written for another major version of PostgreSQL\./,
+	$offset);
+pass('a state file of another PostgreSQL major is ignored with a LOG line');
+
 #
 # Reset: refused to a plain user, done for a superuser.
 #

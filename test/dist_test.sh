@@ -6,8 +6,9 @@
 #                                   scripts/test.sh)
 #
 # META.json must parse, have the fields the PGXN meta spec 1.0.0 requires,
-# and give, as its version and the version of what it provides, the control
-# file's default_version (X.Y as X.Y.0).  make dist's zip, unpacked in an
+# and give, as its version and the version of what it provides, the release
+# X.Y.Z, whose X.Y is the control file's default_version and whose entry
+# tops debian/changelog.  make dist's zip, unpacked in an
 # empty directory, must build and install (into a staging directory) with
 # PGXS alone: make, make install.
 
@@ -20,7 +21,12 @@ REPO=$(ig_repo_root)
 
 bash "$REPO/scripts/setup.sh" unzip
 PG_CONFIG=$(ig_pg_config)
-want=$(ig_default_version "$REPO/idle_guard.control").0
+want=$(ig_meta_version "$REPO/META.json")
+sql=$(ig_default_version "$REPO/idle_guard.control")
+[[ "$want" =~ ^${sql//./\\.}\.[0-9]+$ ]] ||
+	ig_die "META.json's version ${want:-(none)} is not default_version $sql with a patch level"
+deb=$(sed -n '1s/^idle-guard (\([^)]*\)).*/\1/p' "$REPO/debian/changelog")
+[ "${deb%-*}" = "$want" ] || ig_die "debian/changelog is at $deb, META.json at $want"
 
 # META.json: JSON::PP is in perl's core
 perl -MJSON::PP -e '
@@ -33,15 +39,15 @@ perl -MJSON::PP -e '
 	die "$file lacks @missing\n" if @missing;
 	die "$file: meta-spec $meta->{q(meta-spec)}{version}, not 1.0.0\n"
 		unless $meta->{"meta-spec"}{version} eq "1.0.0";
-	die "$file: version $meta->{version}, the control file says $want\n"
+	die "$file: version $meta->{version}, not $want\n"
 		unless $meta->{version} eq $want;
 	my $p = $meta->{provides}{idle_guard} or die "$file provides no idle_guard\n";
-	die "$file: idle_guard is at $p->{version}, the control file says $want\n"
+	die "$file: idle_guard is at $p->{version}, the release at $want\n"
 		unless $p->{version} eq $want;
 	die "$file: $p->{file} does not exist\n" unless -e "$ARGV[2]/$p->{file}";
 	die "$file: no PostgreSQL prerequisite\n"
 		unless $meta->{prereqs}{runtime}{requires}{PostgreSQL};
-	print "dist_test: META.json parses; $meta->{name} $meta->{version}, as idle_guard.control says\n";
+	print "dist_test: META.json parses; $meta->{name} $meta->{version}, as the control file and debian/changelog say\n";
 ' "$REPO/META.json" "$want" "$REPO"
 
 WORK=$(mktemp -d /tmp/idle_guard_dist.XXXXXX)
