@@ -450,7 +450,7 @@ idle_guard_set_rule_timeout(IgPolicy *policy, IgRule rule, int timeout_ms)
  *	  still.  A live peer answers a retransmission within a round trip,
  *	  without a rate limit, even when it has no room to keep the data;
  *	- or IG_LINK_UNANSWERED_PROBES probes in a row unanswered, and no ACK
- *	  for IG_LINK_PROBES_MIN_MS.  A live peer answers a keepalive probe
+ *	  for IG_LINK_PROBES_MIN_MS and IG_LINK_PROBES_MIN_BASES RTOs.  A live peer answers a keepalive probe
  *	  within a round trip, and the next one is a keepalive interval later.
  *	  A live peer that stopped reading answers the zero-window probes
  *	  (out-of-window segments) at most once per its tcp_invalid_ratelimit
@@ -463,8 +463,11 @@ idle_guard_set_rule_timeout(IgPolicy *policy, IgRule rule, int timeout_ms)
  *	  (the window closed again soon after it opened), the first two can go
  *	  unanswered if the rate limit exceeds 3 * 2^b bases; the third,
  *	  later than the rate limit, is answered: for a rate limit of 1.2 s or
- *	  less, under 2.8 s after the ACK.  A dead peer leaves them all
- *	  unanswered, and its last ACK grows old.
+ *	  less, under 2.8 s after the ACK.  One answer lost on the way (a busy
+ *	  machine) can stand in for one rate-limited: after an ACK at backoff
+ *	  1 the probe 2 bases later is rate-limited, the one 6 bases later
+ *	  lost, and the one 14 bases later answered, hence the floor in bases.
+ *	  A dead peer leaves them all unanswered, and its last ACK grows old.
  *
  * Not reading: the peer advertises a zero window and answers probes often
  * enough not to be unreachable.  Alive: its kernel acknowledges, whatever
@@ -497,6 +500,8 @@ idle_guard_classify_link(const IgTcpFacts *tcp)
 		(uint64) tcp->rto_us * 3)
 		return IG_LINK_UNREACHABLE;
 	if (tcp->last_ack_recv_ms >= IG_LINK_PROBES_MIN_MS &&
+		(uint64) tcp->last_ack_recv_ms * 1000 >=
+		(uint64) tcp->rto_us * IG_LINK_PROBES_MIN_BASES &&
 		tcp->probes >= IG_LINK_UNANSWERED_PROBES)
 		return IG_LINK_UNREACHABLE;
 	if (tcp->snd_wnd == 0)

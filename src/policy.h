@@ -200,6 +200,15 @@ typedef struct IgTcpFacts
 #define IG_LINK_PROBES_MIN_MS 3000
 
 /*
+ * And for no fewer probe bases (the RTO, at least 200 ms) than this: the
+ * answer to a probe can be lost, and then the last two can go unanswered
+ * with a rate limit of 500 ms, the first of them rate-limited, the second
+ * lost; the next, 14 bases after the last ACK, is answered (plus the
+ * timer's slack: up to 3.02 s seen at 208 ms).
+ */
+#define IG_LINK_PROBES_MIN_BASES 15
+
+/*
  * The verdict of the decision: what idle_guard does (or would do) to a
  * session at its deadline, idle_guard_report().action
  */

@@ -373,6 +373,18 @@ test_classify_link(void)
 		{"the same, base 400 ms, rate limit 1.2 s, 2.79 s",
 		{true, 1, 0, 2, 2, 0, 0, 2790, 9000, 2790, 0, 400000}, IG_LINK_NOT_READING},
 
+		/*
+		 * Rate limit 500 ms, base 208 ms: the probe 2 bases after an answer
+		 * is rate-limited, the answer to the one 6 bases after it lost, and
+		 * the one 14 bases after it (2.91 s, the timer late by up to 0.1 s)
+		 * is answered.  Seen by helper experiments on Linux 6.18, dropping
+		 * the answer to the third probe.
+		 */
+		{"stopped reading, one answer lost: 3.01 s, the next probe not out",
+		{true, 1, 0, 2, 3, 0, 0, 3010, 9000, 1720, 0, 208000}, IG_LINK_NOT_READING},
+		{"the same peer gone, 3.12 s: the probe at 14 bases unanswered too",
+		{true, 1, 0, 3, 4, 0, 0, 3120, 9000, 100, 0, 208000}, IG_LINK_UNREACHABLE},
+
 		/* The same zero window, the peer gone at 0 s: nothing answered */
 		{"gone reader, 0.6 s: two probes unanswered, too soon",
 		{true, 1, 0, 2, 2, 0, 0, 600, 9000, 600, 0, 200000}, IG_LINK_NOT_READING},
