@@ -262,13 +262,18 @@ ig_meta_version() { sed -n 's/^ \{1,3\}"version": *"\([^"]*\)".*/\1/p' "$@" | he
 
 # ig_release_version DIR: the release version of the tree in DIR: its
 # META.json's, or for a tree without one (1.4 and older) default_version
-# with patch level 0.
+# with patch level 0.  Dies unless it is default_version with a patch level.
 ig_release_version() {
+	local sql version
+	sql=$(ig_default_version "$1/idle_guard.control")
 	if [ -f "$1/META.json" ]; then
-		ig_meta_version "$1/META.json"
+		version=$(ig_meta_version "$1/META.json")
 	else
-		printf '%s.0\n' "$(ig_default_version "$1/idle_guard.control")"
+		version=$sql.0
 	fi
+	[[ "$version" =~ ^${sql//./\\.}\.[0-9]+$ ]] ||
+		ig_die "META.json's version ${version:-(none)} is not default_version ${sql:-(none)} with a patch level"
+	printf '%s\n' "$version"
 }
 
 # ig_installed_package: the one installed postgresql-NN-idle-guard, or fail.

@@ -119,8 +119,6 @@ fi
 EXT_VERSION=$(ig_default_version "$TREE/idle_guard.control")
 [[ "$EXT_VERSION" =~ ^[0-9]+\.[0-9]+$ ]] || ig_die "idle_guard.control: no default_version MAJOR.MINOR"
 UPSTREAM=$(ig_release_version "$TREE") # the release, X.Y.Z, as in META.json
-[[ "$UPSTREAM" =~ ^${EXT_VERSION//./\\.}\.[0-9]+$ ]] ||
-	ig_die "META.json's version $UPSTREAM is not default_version $EXT_VERSION with a patch level"
 if [ ! -d "$TREE/debian" ]; then
 	# an older release: this tree's packaging, its changelog from that release down
 	cp -a "$REPO/debian" "$TREE/debian"

@@ -52,8 +52,8 @@ StaticAssertDecl(lengthof(ig_reasons) == IG_REASON_END,
 StaticAssertDecl(lengthof(ig_rules) == IG_RULE_END,
 				 "every rule has its line");
 
-static TimestampTz ig_rule_start(const IgRuleInfo *rule,
-								 const IgFacts *facts);
+static TimestampTz ig_rule_deadline(const IgRuleInfo *rule, int timeout_ms,
+									const IgFacts *facts);
 static bool ig_rule_applies(const IgRuleInfo *rule, const IgFacts *facts);
 
 /*
@@ -107,7 +107,7 @@ idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 
 		if (timeout_ms <= 0 || !ig_rule_applies(rule, facts))
 			continue;
-		deadline = ig_rule_start(rule, facts) + timeout_ms * IG_USECS_PER_MS;
+		deadline = ig_rule_deadline(rule, timeout_ms, facts);
 		if (out->rule == IG_RULE_NONE || deadline < out->deadline)
 		{
 			out->rule = r;
@@ -152,8 +152,7 @@ idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 				/* waiters arrive without notice: look when it would fire */
 				if (ig_rule_applies(rule, facts))
 					break;
-				deadline = ig_rule_start(rule, facts) +
-					timeout_ms * IG_USECS_PER_MS;
+				deadline = ig_rule_deadline(rule, timeout_ms, facts);
 				if (deadline <= now)
 					out->needs_poll = true;
 				else if (out->wake_at == 0 || deadline < out->wake_at)
@@ -169,20 +168,24 @@ idle_guard_decide(const IgPolicy *policy, const IgFacts *facts,
 }
 
 /*
- * What a rule's deadline counts from, for a session with these facts.
- * Never earlier than the start of the silence (see rules.h).
+ * A rule's deadline for a session with these facts: timeout_ms after what
+ * its clock counts from, never earlier than the start of the silence (see
+ * rules.h).
  */
 static TimestampTz
-ig_rule_start(const IgRuleInfo *rule, const IgFacts *facts)
+ig_rule_deadline(const IgRuleInfo *rule, int timeout_ms, const IgFacts *facts)
 {
+	TimestampTz start = facts->silent_since;
+
 	switch (rule->clock)
 	{
 		case IG_CLOCK_SILENCE:
 			break;
 		case IG_CLOCK_LAST_ACK:
-			return Max(facts->unreachable_since, facts->silent_since);
+			start = Max(facts->unreachable_since, facts->silent_since);
+			break;
 	}
-	return facts->silent_since;
+	return start + timeout_ms * IG_USECS_PER_MS;
 }
 
 /* Does a rule apply to a session with these facts? */
@@ -450,8 +453,9 @@ idle_guard_set_rule_timeout(IgPolicy *policy, IgRule rule, int timeout_ms)
  *	  still.  A live peer answers a retransmission within a round trip,
  *	  without a rate limit, even when it has no room to keep the data;
  *	- or IG_LINK_UNANSWERED_PROBES probes in a row unanswered, and no ACK
- *	  for IG_LINK_PROBES_MIN_MS and IG_LINK_PROBES_MIN_BASES RTOs.  A live peer answers a keepalive probe
- *	  within a round trip, and the next one is a keepalive interval later.
+ *	  for IG_LINK_PROBES_MIN_MS and IG_LINK_PROBES_MIN_BASES RTOs.  A live
+ *	  peer answers a keepalive probe within a round trip, and the next one
+ *	  is a keepalive interval later.
  *	  A live peer that stopped reading answers the zero-window probes
  *	  (out-of-window segments) at most once per its tcp_invalid_ratelimit
  *	  (500 ms by default), counted from its last such answer, which is at

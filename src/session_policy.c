@@ -3,8 +3,9 @@
  * session_policy.c
  *		Each session's own policy: the values of idle_guard.action and of
  *		the per-session rules' timeouts (rules.h: blocking_timeout,
- *		idle_timeout) in force in that backend, and where they came from, published into a per-backend slot in shared memory
- *		so that the worker can judge each session by its own values.
+ *		idle_timeout) in force in that backend, and where they came from,
+ *		published into a per-backend slot in shared memory so that the
+ *		worker can judge each session by its own values.
  *
  * These settings are PGC_SUSET: postgresql.conf gives the cluster-wide
  * default, and superusers (or roles granted SET on the parameter) may set

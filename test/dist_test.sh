@@ -21,10 +21,7 @@ REPO=$(ig_repo_root)
 
 bash "$REPO/scripts/setup.sh" unzip
 PG_CONFIG=$(ig_pg_config)
-want=$(ig_meta_version "$REPO/META.json")
-sql=$(ig_default_version "$REPO/idle_guard.control")
-[[ "$want" =~ ^${sql//./\\.}\.[0-9]+$ ]] ||
-	ig_die "META.json's version ${want:-(none)} is not default_version $sql with a patch level"
+want=$(ig_release_version "$REPO")
 deb=$(sed -n '1s/^idle-guard (\([^)]*\)).*/\1/p' "$REPO/debian/changelog")
 [ "${deb%-*}" = "$want" ] || ig_die "debian/changelog is at $deb, META.json at $want"
 
